@@ -1,0 +1,42 @@
+# fedledger: `make demo` and `make test` work on a fresh machine (they install what is missing).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEMO_OUT ?= runs/demo
+
+.PHONY: setup test demo bench compile clean help
+
+help:
+	@echo "make setup   install pinned JS tooling (npm) and the Python venv (.venv)"
+	@echo "make test    run every test (real Anvil + IPFS processes)"
+	@echo "make demo    4 organisations federate for 5 rounds on the embedded devnet"
+	@echo "make bench   run bench/ and write bench/results/"
+	@echo "make compile recompile contracts/ and refresh the shipped artifact"
+
+setup: node_modules/.installed $(VENV)/.installed
+
+# npm install, not npm ci: an optional git-tarball dependency of the dev IPFS node breaks ci.
+node_modules/.installed: package.json package-lock.json
+	npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+compile: setup
+	$(BIN)/python -c "from fedledger.node.contracts import build_artifact; a = build_artifact(); print('FedLedger', a.abi_sha256)"
+
+test: setup
+	$(BIN)/pytest
+
+demo: setup
+	$(BIN)/fedledger sim --out $(DEMO_OUT)
+
+bench: setup
+	$(BIN)/python bench/gas.py
+
+clean:
+	rm -rf runs cache artifacts/hardhat .pytest_cache

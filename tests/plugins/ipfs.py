@@ -1,0 +1,1 @@
+"""IPFS fixtures (filled in by the storage work)."""

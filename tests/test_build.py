@@ -1,0 +1,28 @@
+"""The shipped contract artifact is exactly what both toolchains compile from contracts/."""
+
+import json
+import shutil
+import subprocess
+
+from fedledger.node.contracts import ARTIFACT_PATH, Artifact, compile_sources, repo_root
+
+
+def test_shipped_artifact_matches_a_fresh_compile_of_contracts():
+    shipped = Artifact.from_json(ARTIFACT_PATH.read_text())
+    fresh = compile_sources(repo_root())
+    assert shipped.source_sha256 == fresh.source_sha256, "contracts/ changed: run `make compile`"
+    assert shipped.bytecode == fresh.bytecode and shipped.abi == fresh.abi
+
+
+def test_hardhat_compiles_the_same_bytecode_offline(tmp_path):
+    root = repo_root()
+    npx = shutil.which("npx")
+    assert npx, "npx is needed (Node.js 20)"
+    out = subprocess.run(
+        [npx, "hardhat", "compile", "--quiet"], cwd=root, capture_output=True, text=True, timeout=240
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    built = json.loads((root / "artifacts/hardhat/contracts/FedLedger.sol/FedLedger.json").read_text())
+    shipped = Artifact.from_json(ARTIFACT_PATH.read_text())
+    assert built["bytecode"] == shipped.bytecode
+    assert built["deployedBytecode"] == shipped.deployed_bytecode

@@ -1,0 +1,532 @@
+"""FedLedger on a real Anvil node: every revert path, the election, failover, quorum and lineage events."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import pytest
+from eth_account import Account
+
+from fedledger.node.chain import (
+    ContractRevert,
+    FailReason,
+    Phase,
+    TaskConfig,
+    derive_seed,
+    election_order,
+    verifiers_for,
+)
+
+pytestmark = pytest.mark.chain
+
+GENESIS = hashlib.sha256(b"genesis model").hexdigest()
+WINDOW = 100
+
+
+def h(label: str) -> str:
+    return hashlib.sha256(label.encode()).hexdigest()
+
+
+def config(**overrides) -> TaskConfig:
+    base = dict(
+        model_spec_cid="bafkspec",
+        genesis_cid="bafkgenesis",
+        genesis_sha256=GENESIS,
+        rule_id="fedavg",
+        rule_params=b"{}",
+        min_participants=2,
+        max_participants=9,
+        submission_window=WINDOW,
+        aggregation_window=WINDOW,
+        verification_window=WINDOW,
+        verifiers_per_round=2,
+        quorum=2,
+        max_rounds=3,
+    )
+    base.update(overrides)
+    return TaskConfig(**base)
+
+
+def admit(ledger, members=range(1, 10)):
+    for i in members:
+        ledger.admin.add_member(ledger.accounts[i].address, f"org{i}")
+
+
+def setup_task(ledger, members=range(1, 10), **overrides) -> int:
+    admit(ledger, members)
+    task, _ = ledger.admin.create_task(config(**overrides))
+    return task
+
+
+def submit_all(ledger, task, round_, members, parent=GENESIS):
+    for i in members:
+        ledger.client(i).submit_update(task, round_, parent, f"bafkupd{round_}x{i}", h(f"u{round_}{i}"), 100 + i)
+
+
+def close(ledger, task, round_):
+    ledger.advance(WINDOW + 1)
+    return ledger.admin.close_submissions(task, round_)
+
+
+def index_of(ledger, address: str) -> int:
+    return [a.address for a in ledger.accounts].index(address)
+
+
+def expect_revert(error: str, fn, *args, **kwargs) -> ContractRevert:
+    with pytest.raises(ContractRevert) as info:
+        fn(*args, **kwargs)
+    assert info.value.error == error, str(info.value)
+    return info.value
+
+
+def elected_round(ledger, members=(1, 2, 3, 4), **overrides):
+    """A task whose round 1 has closed: returns (task, leader index, verifier indices)."""
+    task = setup_task(ledger, **overrides)
+    submit_all(ledger, task, 1, members)
+    close(ledger, task, 1)
+    info = ledger.admin.round_info(task, 1)
+    verifiers = [index_of(ledger, a) for a in ledger.admin.verifiers_of(task, 1, info.attempt)]
+    return task, index_of(ledger, info.leader), verifiers
+
+
+# ------------------------------------------------------------------ consortium
+
+
+def test_admin_admits_and_removes_members_with_events(ledger):
+    addr = ledger.accounts[1].address
+    r = ledger.admin.add_member(addr, "St Mary's Hospital")
+    assert r.event("MemberAdded")["name"] == "St Mary's Hospital"
+    assert ledger.admin.is_member(addr) and ledger.admin.member_count() == 1
+    assert ledger.admin.member_info(addr)[:2] == (True, "St Mary's Hospital")
+    r = ledger.admin.remove_member(addr)
+    assert r.event("MemberRemoved")["member"] == addr
+    assert not ledger.admin.is_member(addr) and ledger.admin.member_count() == 0
+
+
+def test_non_admin_cannot_admit_members_NotAdmin(ledger):
+    err = expect_revert("NotAdmin", ledger.client(1).add_member, ledger.accounts[2].address, "x")
+    assert err.args_["who"] == ledger.accounts[1].address
+
+
+def test_admitting_a_member_twice_reverts_AlreadyMember(ledger):
+    admit(ledger, [1])
+    expect_revert("AlreadyMember", ledger.admin.add_member, ledger.accounts[1].address, "again")
+
+
+def test_removing_a_non_member_reverts_NotMember(ledger):
+    expect_revert("NotMember", ledger.admin.remove_member, ledger.accounts[5].address)
+
+
+def test_admin_role_can_be_transferred(ledger):
+    ledger.admin.transfer_admin(ledger.accounts[1].address)
+    assert ledger.admin.admin() == ledger.accounts[1].address
+    expect_revert("NotAdmin", ledger.admin.add_member, ledger.accounts[2].address, "x")
+    ledger.client(1).add_member(ledger.accounts[2].address, "org2")
+
+
+# ----------------------------------------------------------------------- tasks
+
+
+def test_create_task_opens_round_one_on_the_genesis_model(ledger):
+    task = setup_task(ledger)
+    state = ledger.admin.task_state(task)
+    assert (state.current_round, state.global_sha256, state.global_cid) == (1, GENESIS, "bafkgenesis")
+    assert ledger.admin.task_config(task) == config()
+    assert ledger.admin.round_info(task, 1).phase == Phase.SUBMISSION
+    opened = ledger.admin.events(names=["RoundOpened"], task=task)
+    assert opened[0]["parent"] == GENESIS and opened[0]["round"] == 1
+
+
+@pytest.mark.parametrize(
+    "overrides, what",
+    [
+        (dict(quorum=3), "quorum exceeds verifiersPerRound"),
+        (dict(quorum=0), "quorum must be at least 1"),
+        (dict(min_participants=0), "minParticipants must be at least 1"),
+        (dict(max_participants=1, min_participants=2), "maxParticipants < minParticipants"),
+        (dict(genesis_sha256="00" * 32), "genesisSha256 is zero"),
+        (dict(verifiers_per_round=17, quorum=1), "verifiersPerRound exceeds 16"),
+        (dict(max_rounds=0), "maxRounds must be at least 1"),
+        (dict(aggregation_window=0), "windows must be at least 1 second"),
+    ],
+)
+def test_create_task_rejects_inconsistent_config_InvalidArgument(ledger, overrides, what):
+    err = expect_revert("InvalidArgument", ledger.admin.create_task, config(**overrides))
+    assert err.args_["what"] == what
+
+
+def test_non_admin_cannot_create_tasks_NotAdmin(ledger):
+    admit(ledger, [1])
+    expect_revert("NotAdmin", ledger.client(1).create_task, config())
+
+
+def test_unknown_task_reverts_UnknownTask(ledger):
+    admit(ledger, [1])
+    expect_revert("UnknownTask", ledger.client(1).submit_update, 7, 1, GENESIS, "bafk", h("x"), 1)
+    expect_revert("UnknownTask", ledger.admin.task_state, 7)
+
+
+# ------------------------------------------------------------------ submission
+
+
+def test_submit_records_the_update_and_its_lineage_event(ledger):
+    task = setup_task(ledger)
+    r = ledger.client(1).submit_update(task, 1, GENESIS, "bafkupd", h("u1"), 120)
+    ev = r.event("UpdateSubmitted")
+    assert (ev["member"], ev["parent"], ev["cid"], ev["sha256"], ev["numSamples"]) == (
+        ledger.accounts[1].address, GENESIS, "bafkupd", h("u1"), 120)
+    assert ledger.admin.has_submitted(task, 1, ledger.accounts[1].address)
+    assert ledger.admin.participants(task, 1) == [ledger.accounts[1].address]
+    assert ledger.admin.round_info(task, 1).total_samples == 120
+
+
+def test_non_member_submit_reverts_NotMember(ledger):
+    task = setup_task(ledger, members=[1, 2])
+    err = expect_revert("NotMember", ledger.client(5).submit_update, task, 1, GENESIS, "bafk", h("x"), 10)
+    assert err.args_["who"] == ledger.accounts[5].address
+
+
+def test_removed_member_can_no_longer_submit_NotMember(ledger):
+    task = setup_task(ledger, members=[1, 2])
+    ledger.admin.remove_member(ledger.accounts[2].address)
+    expect_revert("NotMember", ledger.client(2).submit_update, task, 1, GENESIS, "bafk", h("x"), 10)
+
+
+def test_second_update_in_a_round_reverts_DuplicateUpdate(ledger):
+    task = setup_task(ledger)
+    ledger.client(1).submit_update(task, 1, GENESIS, "bafk1", h("a"), 10)
+    err = expect_revert("DuplicateUpdate", ledger.client(1).submit_update, task, 1, GENESIS, "bafk2", h("b"), 10)
+    assert err.args_["member"] == ledger.accounts[1].address
+
+
+def test_update_on_a_stale_parent_reverts_StaleParent(ledger):
+    task = setup_task(ledger)
+    err = expect_revert("StaleParent", ledger.client(1).submit_update, task, 1, h("old model"), "bafk", h("a"), 10)
+    assert err.args_["expected"] == GENESIS and err.args_["given"] == h("old model")
+
+
+def test_update_for_another_round_reverts_WrongRound(ledger):
+    task = setup_task(ledger)
+    err = expect_revert("WrongRound", ledger.client(1).submit_update, task, 2, GENESIS, "bafk", h("a"), 10)
+    assert (err.args_["expected"], err.args_["given"]) == (1, 2)
+
+
+def test_update_beyond_max_participants_reverts_RoundFull(ledger):
+    task = setup_task(ledger, max_participants=2, min_participants=1, verifiers_per_round=1, quorum=1)
+    submit_all(ledger, task, 1, [1, 2])
+    expect_revert("RoundFull", ledger.client(3).submit_update, task, 1, GENESIS, "bafk", h("a"), 10)
+
+
+@pytest.mark.parametrize("cid, sha, n, what", [
+    ("", h("a"), 10, "cid must be 1-128 bytes"),
+    ("b" * 129, h("a"), 10, "cid must be 1-128 bytes"),
+    ("bafk", "00" * 32, 10, "sha256 is zero"),
+    ("bafk", h("a"), 0, "numSamples is zero"),
+])
+def test_malformed_submission_reverts_InvalidArgument(ledger, cid, sha, n, what):
+    task = setup_task(ledger)
+    err = expect_revert("InvalidArgument", ledger.client(1).submit_update, task, 1, GENESIS, cid, sha, n)
+    assert err.args_["what"] == what
+
+
+def test_update_after_close_reverts_WrongPhase(ledger):
+    task = setup_task(ledger)
+    submit_all(ledger, task, 1, [1, 2, 3])
+    close(ledger, task, 1)
+    err = expect_revert("WrongPhase", ledger.client(4).submit_update, task, 1, GENESIS, "bafk", h("a"), 10)
+    assert (err.args_["expected"], err.args_["actual"]) == (Phase.SUBMISSION, Phase.AGGREGATION)
+
+
+# ----------------------------------------------------------------------- close
+
+
+def test_close_before_the_deadline_reverts_TooEarly(ledger):
+    task = setup_task(ledger)
+    submit_all(ledger, task, 1, [1, 2, 3])
+    err = expect_revert("TooEarly", ledger.admin.close_submissions, task, 1)
+    assert err.args_["deadline"] > err.args_["nowTs"]
+
+
+def test_close_below_min_participants_reverts_NotEnoughParticipants(ledger):
+    task = setup_task(ledger, min_participants=3)
+    submit_all(ledger, task, 1, [1, 2])
+    ledger.advance(WINDOW + 1)
+    err = expect_revert("NotEnoughParticipants", ledger.admin.close_submissions, task, 1)
+    assert (err.args_["have"], err.args_["need"]) == (2, 3)
+    # The window stays open: a late third update makes the round closable.
+    ledger.client(3).submit_update(task, 1, GENESIS, "bafk3", h("c"), 10)
+    ledger.admin.close_submissions(task, 1)
+
+
+def test_round_closes_at_once_when_max_participants_submitted(ledger):
+    task = setup_task(ledger, max_participants=3)
+    submit_all(ledger, task, 1, [1, 2, 3])
+    r = ledger.client(9).close_submissions(task, 1)  # before the deadline, by anyone
+    assert r.event("SubmissionsClosed")["participants"] == 3
+    assert ledger.admin.round_info(task, 1).phase == Phase.AGGREGATION
+
+
+# -------------------------------------------------------------------- election
+
+
+def test_election_order_is_a_permutation_every_member_can_recompute(ledger):
+    task = setup_task(ledger)
+    members = [1, 2, 3, 4, 5, 6, 7]
+    submit_all(ledger, task, 1, members)
+    r = close(ledger, task, 1)
+    closed = r.event("SubmissionsClosed")
+    participants = ledger.admin.participants(task, 1)
+    order = ledger.admin.election_order(task, 1)
+    assert sorted(order) == sorted(participants) and len(set(order)) == len(order)
+    # Recompute the seed from chain data alone, then the order from the seed.
+    parent_hash = ledger.w3.eth.get_block(r.block_number - 1)["hash"]
+    seed = derive_seed(parent_hash, task, 1, closed["epoch"], closed["inputsDigest"])
+    assert seed == closed["seed"] == ledger.admin.round_info(task, 1).seed
+    assert election_order(seed, participants) == order
+    elected = r.event("LeaderElected")
+    assert elected["leader"] == order[0]
+    assert elected["verifiers"] == verifiers_for(order, 0, 2) == ledger.admin.verifiers_of(task, 1, 0)
+
+
+def test_same_seed_gives_the_same_order_and_orders_vary_with_the_seed():
+    people = [Account.create().address for _ in range(10)]
+    seed = h("seed")
+    assert election_order(seed, people) == election_order(seed, people)
+    orders = {tuple(election_order(h(f"s{i}"), people)) for i in range(20)}
+    assert len(orders) > 10
+    firsts = {election_order(h(f"s{i}"), people)[0] for i in range(40)}
+    assert len(firsts) >= 5  # leadership rotates among members
+
+
+def test_coprime_step_matches_the_contract(ledger):
+    from fedledger.node.chain import coprime_step
+
+    for n in [1, 2, 3, 4, 6, 10, 12, 30, 49, 50, 210]:
+        for r in [0, 1, 7, 2**200 + 3, 12345678901234567890]:
+            assert coprime_step(r, n) == ledger.admin.contract.functions.coprimeStep(r, n).call()
+
+
+# ------------------------------------------------------------ publish / attest
+
+
+def test_publish_by_anyone_but_the_leader_reverts_NotLeader(ledger):
+    task, leader, verifiers = elected_round(ledger)
+    other = next(i for i in (1, 2, 3, 4) if i != leader)
+    err = expect_revert("NotLeader", ledger.client(other).publish_aggregate, task, 1, 0, "bafkagg", h("agg"))
+    assert err.args_["leader"] == ledger.accounts[leader].address
+
+
+def test_publish_before_close_reverts_WrongPhase(ledger):
+    task = setup_task(ledger)
+    submit_all(ledger, task, 1, [1, 2])
+    expect_revert("WrongPhase", ledger.client(1).publish_aggregate, task, 1, 0, "bafkagg", h("agg"))
+
+
+def test_publish_after_the_aggregation_deadline_reverts_TooLate(ledger):
+    task, leader, _ = elected_round(ledger)
+    ledger.advance(WINDOW + 1)
+    expect_revert("TooLate", ledger.client(leader).publish_aggregate, task, 1, 0, "bafkagg", h("agg"))
+
+
+def test_publish_for_another_attempt_reverts_WrongAttempt(ledger):
+    task, leader, _ = elected_round(ledger)
+    err = expect_revert("WrongAttempt", ledger.client(leader).publish_aggregate, task, 1, 1, "bafkagg", h("agg"))
+    assert (err.args_["expected"], err.args_["given"]) == (0, 1)
+
+
+def test_attest_by_a_non_verifier_reverts_NotVerifier(ledger):
+    task, leader, verifiers = elected_round(ledger)
+    ledger.client(leader).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
+    outsider = next(i for i in (1, 2, 3, 4) if i != leader and i not in verifiers)
+    expect_revert("NotVerifier", ledger.client(outsider).attest, task, 1, 0, True, h("agg"))
+    expect_revert("NotVerifier", ledger.client(leader).attest, task, 1, 0, True, h("agg"))
+
+
+def test_attesting_twice_reverts_AlreadyAttested(ledger):
+    task, leader, verifiers = elected_round(ledger, quorum=2)
+    ledger.client(leader).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
+    ledger.client(verifiers[0]).attest(task, 1, 0, True, h("agg"))
+    expect_revert("AlreadyAttested", ledger.client(verifiers[0]).attest, task, 1, 0, True, h("agg"))
+
+
+def test_attest_before_publish_reverts_WrongPhase(ledger):
+    task, leader, verifiers = elected_round(ledger)
+    expect_revert("WrongPhase", ledger.client(verifiers[0]).attest, task, 1, 0, True, h("agg"))
+
+
+def test_attest_after_the_verification_deadline_reverts_TooLate(ledger):
+    task, leader, verifiers = elected_round(ledger)
+    ledger.client(leader).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
+    ledger.advance(WINDOW + 1)
+    expect_revert("TooLate", ledger.client(verifiers[0]).attest, task, 1, 0, True, h("agg"))
+
+
+def test_quorum_of_agreement_finalizes_and_opens_the_next_round(ledger):
+    task, leader, verifiers = elected_round(ledger)
+    ledger.client(leader).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
+    assert ledger.admin.round_info(task, 1).phase == Phase.VERIFICATION
+    ledger.client(verifiers[0]).attest(task, 1, 0, True, h("agg"))
+    assert ledger.admin.round_info(task, 1).phase == Phase.VERIFICATION
+    r = ledger.client(verifiers[1]).attest(task, 1, 0, True, h("agg"))
+    fin = r.event("RoundFinalized")
+    assert (fin["parent"], fin["sha256"], fin["cid"], fin["leader"], fin["ruleId"]) == (
+        GENESIS, h("agg"), "bafkagg", ledger.accounts[leader].address, "fedavg")
+    assert r.event("RoundOpened")["parent"] == h("agg")
+    state = ledger.admin.task_state(task)
+    assert (state.current_round, state.global_sha256, state.global_cid) == (2, h("agg"), "bafkagg")
+    # Round 2 builds on the new global model; the genesis is now stale.
+    expect_revert("StaleParent", ledger.client(1).submit_update, task, 2, GENESIS, "bafk", h("x"), 1)
+    ledger.client(1).submit_update(task, 2, h("agg"), "bafk", h("x"), 1)
+
+
+def test_disagreement_rejects_the_aggregate_and_elects_the_next_candidate(ledger):
+    task, leader, verifiers = elected_round(ledger, quorum=2)
+    order = ledger.admin.election_order(task, 1)
+    ledger.client(leader).publish_aggregate(task, 1, 0, "bafkbad", h("wrong"))
+    r = ledger.client(verifiers[0]).attest(task, 1, 0, False, h("right"))
+    failed = r.event("AttemptFailed")
+    assert (failed["leader"], FailReason(failed["reason"])) == (ledger.accounts[leader].address, FailReason.REJECTED)
+    elected = r.event("LeaderElected")
+    assert elected["attempt"] == 1 and elected["leader"] == order[1]
+    assert ledger.admin.failed_leaderships(ledger.accounts[leader].address) == 1
+    info = ledger.admin.round_info(task, 1)
+    assert (info.phase, info.attempt, info.leader, info.aggregate_sha256) == (
+        Phase.AGGREGATION, 1, order[1], "00" * 32)
+    # The rejected leader's stale attempt is closed for good.
+    expect_revert("WrongPhase", ledger.client(verifiers[1]).attest, task, 1, 0, True, h("wrong"))
+
+
+def test_quorum_one_of_two_finalizes_on_first_agreement(ledger):
+    task, leader, verifiers = elected_round(ledger, quorum=1)
+    ledger.client(leader).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
+    ledger.client(verifiers[0]).attest(task, 1, 0, False, h("other"))  # one dissent still leaves quorum reachable
+    assert ledger.admin.round_info(task, 1).phase == Phase.VERIFICATION
+    r = ledger.client(verifiers[1]).attest(task, 1, 0, True, h("agg"))
+    assert r.event("RoundFinalized")["sha256"] == h("agg")
+
+
+def test_zero_verifiers_finalizes_on_publish(ledger):
+    task, leader, verifiers = elected_round(ledger, verifiers_per_round=0, quorum=0)
+    assert verifiers == []
+    r = ledger.client(leader).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
+    assert r.event("RoundFinalized")["sha256"] == h("agg")
+    assert ledger.admin.task_state(task).current_round == 2
+
+
+def test_silent_leader_times_out_and_the_next_candidate_leads(ledger):
+    task, leader, _ = elected_round(ledger)
+    order = ledger.admin.election_order(task, 1)
+    err = expect_revert("TooEarly", ledger.client(9).timeout, task, 1)
+    assert err.args_["deadline"] >= err.args_["nowTs"]
+    ledger.advance(WINDOW + 1)
+    r = ledger.client(9).timeout(task, 1)  # anyone may call it, even a member outside the round
+    assert FailReason(r.event("AttemptFailed")["reason"]) == FailReason.LEADER_TIMEOUT
+    assert r.event("LeaderElected")["leader"] == order[1]
+    assert ledger.admin.failed_leaderships(order[0]) == 1
+    new_leader = index_of(ledger, order[1])
+    verifiers = [index_of(ledger, a) for a in ledger.admin.verifiers_of(task, 1, 1)]
+    ledger.client(new_leader).publish_aggregate(task, 1, 1, "bafkagg", h("agg"))
+    for v in verifiers:
+        ledger.client(v).attest(task, 1, 1, True, h("agg"))
+    assert ledger.admin.task_state(task).global_sha256 == h("agg")
+
+
+def test_timeout_outside_aggregation_or_verification_reverts_WrongPhase(ledger):
+    task = setup_task(ledger)
+    expect_revert("WrongPhase", ledger.admin.timeout, task, 1)
+
+
+def test_silent_verifiers_fail_the_attempt_as_unverified_without_blaming_the_leader(ledger):
+    task, leader, verifiers = elected_round(ledger)
+    ledger.client(leader).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
+    ledger.advance(WINDOW + 1)
+    r = ledger.admin.timeout(task, 1)
+    assert FailReason(r.event("AttemptFailed")["reason"]) == FailReason.UNVERIFIED
+    assert ledger.admin.failed_leaderships(ledger.accounts[leader].address) == 0
+
+
+def test_every_candidate_failing_reopens_the_round_keeping_every_update(ledger):
+    members = [1, 2, 3]
+    task, _, _ = elected_round(ledger, members=members)
+    for attempt in range(3):
+        ledger.advance(WINDOW + 1)
+        r = ledger.admin.timeout(task, 1)
+    reopened = r.event("RoundReopened")
+    assert (reopened["epoch"], reopened["parent"]) == (1, GENESIS)
+    info = ledger.admin.round_info(task, 1)
+    assert (info.phase, info.epoch, info.count) == (Phase.SUBMISSION, 1, 3)
+    assert ledger.admin.task_state(task).current_round == 1
+    # Nothing lost: the same updates stand, a newcomer may still join, and a new election runs.
+    ledger.client(4).submit_update(task, 1, GENESIS, "bafk4", h("late"), 10)
+    expect_revert("DuplicateUpdate", ledger.client(1).submit_update, task, 1, GENESIS, "bafk", h("x"), 1)
+    r = close(ledger, task, 1)
+    assert r.event("SubmissionsClosed")["participants"] == 4 and r.event("LeaderElected")["epoch"] == 1
+    leader = index_of(ledger, r.event("LeaderElected")["leader"])
+    ledger.client(leader).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
+    for v in r.event("LeaderElected")["verifiers"]:
+        ledger.client(index_of(ledger, v)).attest(task, 1, 0, True, h("agg"))
+    assert ledger.admin.task_state(task).current_round == 2
+
+
+def test_task_completes_after_max_rounds_and_refuses_more_work(ledger):
+    task = setup_task(ledger, max_rounds=1, verifiers_per_round=0, quorum=0)
+    submit_all(ledger, task, 1, [1, 2])
+    r = close(ledger, task, 1)
+    leader = index_of(ledger, r.event("LeaderElected")["leader"])
+    r = ledger.client(leader).publish_aggregate(task, 1, 0, "bafkfinal", h("final"))
+    assert r.event("TaskCompleted")["finalSha256"] == h("final")
+    state = ledger.admin.task_state(task)
+    assert state.completed and state.global_sha256 == h("final")
+    expect_revert("TaskAlreadyCompleted", ledger.client(1).submit_update, task, 1, h("final"), "bafk", h("x"), 1)
+
+
+def test_lineage_events_link_every_global_model_back_to_genesis(ledger):
+    task = setup_task(ledger, max_rounds=3, verifiers_per_round=1, quorum=1)
+    parent = GENESIS
+    for rnd in (1, 2, 3):
+        submit_all(ledger, task, rnd, [1, 2, 3], parent=parent)
+        r = close(ledger, task, rnd)
+        elected = r.event("LeaderElected")
+        ledger.client(index_of(ledger, elected["leader"])).publish_aggregate(task, rnd, 0, f"bafkg{rnd}", h(f"g{rnd}"))
+        ledger.client(index_of(ledger, elected["verifiers"][0])).attest(task, rnd, 0, True, h(f"g{rnd}"))
+        parent = h(f"g{rnd}")
+    finals = ledger.admin.events(names=["RoundFinalized"], task=task)
+    assert [f["round"] for f in finals] == [1, 2, 3]
+    chain = GENESIS
+    for f in finals:
+        assert f["parent"] == chain
+        chain = f["sha256"]
+    updates = ledger.admin.events(names=["UpdateSubmitted"], task=task)
+    assert len(updates) == 9
+    assert all(u["parent"] == (GENESIS if u["round"] == 1 else h(f"g{u['round'] - 1}")) for u in updates)
+
+
+# ----------------------------------------------------------------- the client
+
+
+def test_concurrent_senders_sharing_one_key_do_not_collide_on_nonces(ledger):
+    errors = []
+
+    def admit_one(i):
+        try:
+            ledger.admin.add_member(Account.create().address, f"org-{i}")
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=admit_one, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and ledger.admin.member_count() == 12
+
+
+def test_a_second_client_with_the_same_key_resyncs_its_nonce(ledger):
+    from fedledger.node.chain import ChainClient
+
+    twin = ChainClient(ledger.rpc_url, ledger.address, ledger.accounts[0], artifact=ledger.admin.artifact)
+    ledger.admin.add_member(ledger.accounts[1].address, "a")
+    twin.add_member(ledger.accounts[2].address, "b")
+    ledger.admin.add_member(ledger.accounts[3].address, "c")  # its cached nonce is stale now
+    assert ledger.admin.member_count() == 3
