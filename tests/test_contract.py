@@ -530,3 +530,25 @@ def test_a_second_client_with_the_same_key_resyncs_its_nonce(ledger):
     twin.add_member(ledger.accounts[2].address, "b")
     ledger.admin.add_member(ledger.accounts[3].address, "c")  # its cached nonce is stale now
     assert ledger.admin.member_count() == 3
+
+
+def test_storage_keeps_two_rounds_and_older_ones_live_in_the_event_log(ledger):
+    task = setup_task(ledger, max_rounds=4, verifiers_per_round=0, quorum=0)
+    parent = GENESIS
+    for rnd in (1, 2, 3):
+        submit_all(ledger, task, rnd, [1, 2], parent=parent)
+        r = close(ledger, task, rnd)
+        leader = index_of(ledger, r.event("LeaderElected")["leader"])
+        ledger.client(leader).publish_aggregate(task, rnd, 0, f"bafkg{rnd}", h(f"g{rnd}"))
+        parent = h(f"g{rnd}")
+    # Round 4 is open and reuses round 2's record; round 3 (its parent) is still readable, rounds 1
+    # and 2 live on only in the event log.
+    expect_revert("RoundNotStored", ledger.admin.round_info, task, 1)
+    expect_revert("RoundNotStored", ledger.admin.round_info, task, 2)
+    assert ledger.admin.round_info(task, 3).aggregate_sha256 == h("g3")
+    assert ledger.admin.round_info(task, 4).phase == Phase.SUBMISSION
+    assert ledger.admin.task_state(task).global_cid == "bafkg3"
+    assert ledger.admin.has_submitted(task, 4, ledger.accounts[1].address) is False
+    expect_revert("RoundNotStored", ledger.admin.participants, task, 5)
+    assert [e["sha256"] for e in ledger.admin.events(names=["RoundFinalized"], task=task)] == [
+        h("g1"), h("g2"), h("g3")]
