@@ -134,6 +134,96 @@ def deploy(
                                 f"deployment file: {out}"])
 
 
+# ------------------------------------------------------------------------- node
+
+node_app = typer.Typer(help="Run this organisation's peer node.", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+
+
+@node_app.command("run")
+def node_run(
+    config: Path = typer.Option(..., "--config", help="The organisation's TOML config (see `fedledger init`)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also log lost races and other routine detail."),
+) -> None:
+    """Take part in the configured task until it completes: submit updates, lead when elected,
+    verify when picked, and call close/timeout when deadlines pass. Safe to restart at any time:
+    the node derives where the round stands from the chain."""
+    import logging
+
+    from .config import ConfigError, NodeConfig
+    from .deploy import DeploymentError
+    from .keys import KeystoreError
+    from .runtime import build_peer
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "httpcore", "web3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        peer = build_peer(NodeConfig.load(config))
+    except (ConfigError, KeystoreError, DeploymentError, ValueError) as exc:
+        fail(str(exc))
+    try:
+        peer.run()
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+
+
+# -------------------------------------------------------------------------- sim
+
+
+@app.command()
+def sim(
+    orgs: int = typer.Option(4, min=1, max=200, help="Number of organisations (one node process and IPFS node each)."),
+    rounds: int = typer.Option(5, min=1, help="Rounds to run."),
+    task: str = typer.Option("digits-mlp", help="Built-in task: digits-mlp, breast-cancer, cifar10-cnn."),
+    data: Optional[str] = typer.Option(None, help="Data path for tasks that read files (cifar10-cnn: the directory of CIFAR-10 binary batches)."),
+    partition: str = typer.Option("dirichlet:0.5", help="How data is split: iid, dirichlet:ALPHA, shards:K, skew:DEF."),
+    rule: str = typer.Option("fedavg", help="Aggregation rule: fedavg, median, trimmed_mean, geomedian, krum, multikrum, bulyan."),
+    rule_params: str = typer.Option("{}", help='Rule parameters as JSON, e.g. \'{"beta": 0.1}\' for trimmed_mean.'),
+    verifiers: int = typer.Option(2, min=0, max=16, help="Verifiers per round; 0 trusts the leader."),
+    quorum: Optional[int] = typer.Option(None, help="Agreeing verifiers needed to finalize (default: all verifiers)."),
+    seed: int = typer.Option(0, help="Seed for the genesis model, the data split and local training."),
+    epochs: int = typer.Option(1, min=1, help="Local epochs per round."),
+    lr: Optional[float] = typer.Option(None, help="Local learning rate (default: the task's)."),
+    batch_size: Optional[int] = typer.Option(None, help="Local batch size (default: the task's)."),
+    mu: float = typer.Option(0.0, min=0.0, help="FedProx proximal term (0 = plain FedAvg training)."),
+    out: Path = typer.Option(Path("runs/sim"), help="Run directory: report, plot, chain state and IPFS repos."),
+    timeout: float = typer.Option(1800.0, help="Give up after this many seconds."),
+    restart_org: Optional[str] = typer.Option(None, help="Fault: kill NAME's node process (SIGKILL) when round ROUND opens and restart it, e.g. org2@2."),
+    submission_window: int = typer.Option(60, min=1, help="Seconds a round accepts updates before it may close with fewer than all organisations."),
+) -> None:
+    """Simulate a consortium on this machine: N organisations, each a separate node process with its
+    own key and IPFS node, federate on a local Anvil chain. Writes OUT/report.json and OUT/accuracy.png."""
+    from .sim import SimError, SimOptions, run_sim
+
+    opts = SimOptions(orgs=orgs, rounds=rounds, task=task, data=data, partition=partition, rule=rule,
+                      rule_params=rule_params, verifiers=verifiers, quorum=quorum, seed=seed, out=str(out),
+                      epochs=epochs, lr=lr, batch_size=batch_size, mu=mu, timeout=timeout,
+                      restart_org=restart_org, submission_window=submission_window)
+    started = __import__("time").time()
+    try:
+        report = run_sim(opts, say=lambda line: console.print(f"[dim]{__import__('time').time() - started:6.1f}s[/dim] {line}"))
+    except SimError as exc:
+        fail(str(exc))
+    print_rounds(report)
+    print(f"final accuracy {report['final_accuracy']:.4f} (centralized baseline {report['centralized_accuracy']:.4f})")
+    print(f"report: {out / 'report.json'}   plot: {out / 'accuracy.png'}")
+
+
+def print_rounds(report: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title="rounds")
+    for col in ("round", "leader", "attempts", "participants", "accuracy", "gas", "seconds", "model sha256"):
+        table.add_column(col)
+    for r in report["rounds"]:
+        table.add_row(str(r["round"]), r["leader"], ", ".join(f"{a['leader']}:{a['outcome']}" for a in r["attempts"]),
+                      str(len(r["participants"])), f"{r['accuracy']:.4f}", f"{r['gas_used']:,}",
+                      f"{r['seconds']['total']:.1f}", r["model_sha256"][:16])
+    Console().print(table)
+
+
 def main() -> None:
     app()
 

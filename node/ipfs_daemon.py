@@ -276,11 +276,13 @@ class IpfsDaemon:
             return False
         if self._proc is not None and self._proc.pid == pid:
             return True
+        # js-ipfs sets process.title = "ipfs", which overwrites /proc/PID/cmdline; the
+        # environment keeps IPFS_PATH.
         cmd = _cmdline(pid)
-        if not any(part.endswith("cli.js") for part in cmd) or "daemon" not in cmd:
+        if not cmd or not (cmd[0] == "ipfs" or any(part.endswith("cli.js") for part in cmd)):
             return False
         env = _env_of(pid)
-        return not env or Path(env.get("IPFS_PATH", "")).resolve() == self.repo_dir
+        return bool(env) and Path(env.get("IPFS_PATH", "/nonexistent")).resolve() == self.repo_dir
 
     def _answers(self, timeout: float = 2.0) -> bool:
         try:
@@ -333,6 +335,11 @@ class IpfsDaemon:
             if self._wait_ready(pid, deadline, proc=None):
                 self._pid = pid
                 return self
+        if self._answers():
+            raise IpfsDaemonError(
+                f"{self.name}: an IPFS daemon fedledger did not start already serves {self.repo_dir} on "
+                f"{self.api_url}; stop it (jsipfs shutdown) and start again"
+            )
         self._clear_stale_state(deadline)
         for attempt in range(3):
             proc = self._spawn()
@@ -390,7 +397,8 @@ class IpfsDaemon:
             if proc is None and not _pid_alive(pid):
                 return False
             if self._answers():
-                return True
+                # The answer must come from this process, not from a daemon that held the repo.
+                return proc is None or proc.poll() is None
             time.sleep(0.1)
         return False
 
@@ -492,3 +500,18 @@ def connect_all(daemons: Sequence[IpfsDaemon], timeout: float = 30.0) -> None:
         for c in clients:
             c.close()
 
+
+
+def start_all(daemons: Sequence[IpfsDaemon], timeout: float = 90.0) -> None:
+    """Start several daemons at once (each takes seconds, mostly waiting on Node.js startup).
+    If any fails, the ones that started are stopped again and the first error is raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(daemons))) as pool:
+        futures = [pool.submit(d.start, timeout) for d in daemons]
+        errors = [f.exception() for f in futures]
+    failed = [e for e in errors if e is not None]
+    if failed:
+        for d in daemons:
+            d.stop()
+        raise failed[0]

@@ -25,9 +25,9 @@ invalid update for the same reason:
     bad_meta       the metadata map is missing, malformed or has unknown keys
     wrong_meta     the metadata disagrees with what the caller expects (task, round, parent...)
     wrong_names    tensor names differ from the spec
-    wrong_shape    a tensor's shape differs from the spec (tensors checked in name order)
-    wrong_dtype    a tensor's dtype differs from the spec
-    non_finite     a floating-point tensor holds NaN or +-Inf
+    wrong_shape    a tensor's shape differs from the spec (all shapes first, in name order)
+    wrong_dtype    a tensor's dtype differs from the spec (then all dtypes, in name order)
+    non_finite     a floating-point tensor holds NaN or +-Inf (in name order)
 
 Nothing here unpickles, imports torch, or executes anything found in a file.
 """
@@ -247,7 +247,8 @@ def _prepare(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> tupl
             raise ValueError(f"tensor {name!r}: unsupported dtype {a.dtype}; use one of {sorted(_NAME_TO_CODE)}")
         if a.ndim > MAX_RANK:
             raise ValueError(f"tensor {name!r}: rank {a.ndim} exceeds {MAX_RANK}")
-        arrays[name] = (code, np.ascontiguousarray(a, dtype=DTYPES[code]))
+        # astype keeps 0-d arrays 0-d (ascontiguousarray would make them 1-d)
+        arrays[name] = (code, a.astype(DTYPES[code], order="C", copy=False))
     meta = validate_meta(meta)
     order = sorted(arrays, key=lambda n: (-arrays[n][1].itemsize, n))
     header: dict[str, Any] = {"__metadata__": dict(sorted(meta.items()))}
@@ -400,10 +401,13 @@ def _check_against_spec(meta: dict[str, str], entries: list[_Entry], spec: Model
         extra = sorted(names - set(spec.tensors))
         raise ModelRejected("wrong_names", f"missing tensors {missing[:5]}{'...' if len(missing) > 5 else ''}, "
                                            f"unexpected tensors {extra[:5]}{'...' if len(extra) > 5 else ''}")
-    for e in sorted(entries, key=lambda e: e.name):
+    by_name = sorted(entries, key=lambda e: e.name)
+    for e in by_name:
         want = spec.tensors[e.name]
         if e.shape != want.shape:
             raise ModelRejected("wrong_shape", f"tensor {e.name!r} has shape {list(e.shape)}, the spec says {list(want.shape)}")
+    for e in by_name:
+        want = spec.tensors[e.name]
         if _CODE_TO_NAME.get(e.code) != want.dtype:
             raise ModelRejected("wrong_dtype", f"tensor {e.name!r} has dtype {e.code}, the spec says {want.dtype}")
 
@@ -414,15 +418,22 @@ def _view(buf: Any, e: _Entry, data_start: int) -> np.ndarray:
     return np.frombuffer(buf, dtype=dt, count=count, offset=data_start + e.begin).reshape(e.shape)
 
 
+def _non_finite_count(buf: Any, e: _Entry, data_start: int) -> int:
+    flat = _view(buf, e, data_start).reshape(-1)
+    for i in range(0, flat.size, FINITE_CHUNK):
+        if not np.isfinite(flat[i : i + FINITE_CHUNK]).all():
+            return sum(int(np.count_nonzero(~np.isfinite(flat[j : j + FINITE_CHUNK])))
+                       for j in range(0, flat.size, FINITE_CHUNK))
+    return 0
+
+
 def _check_finite(buf: Any, entries: list[_Entry], data_start: int) -> None:
+    # The views live only inside _non_finite_count, so no exception traceback pins the buffer
+    # (an mmap with live views cannot be closed).
     for e in sorted(entries, key=lambda e: e.name):
-        if DTYPES[e.code].kind != "f":
-            continue
-        flat = _view(buf, e, data_start).reshape(-1)
-        for i in range(0, flat.size, FINITE_CHUNK):
-            part = flat[i : i + FINITE_CHUNK]
-            if not np.isfinite(part).all():
-                bad = int(np.count_nonzero(~np.isfinite(flat)))
+        if DTYPES[e.code].kind == "f":
+            bad = _non_finite_count(buf, e, data_start)
+            if bad:
                 raise ModelRejected("non_finite", f"tensor {e.name!r} holds {bad} NaN/Inf values")
 
 
@@ -483,8 +494,8 @@ class ModelReader:
             size = os.fstat(self._file.fileno()).st_size
             if size > spec.max_bytes:
                 raise ModelRejected("too_large", f"file has {size} bytes, the task allows at most {spec.max_bytes}")
-            if size == 0:
-                raise ModelRejected("truncated", "file is empty")
+            if size == 0:  # mmap cannot map an empty file; same verdict, same order
+                _validate(b"", 0, expected_sha256, spec, expected_meta)
             self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
             try:
                 meta, entries, self._data_start = _validate(self._map, size, expected_sha256, spec, expected_meta)
@@ -508,7 +519,10 @@ class ModelReader:
 
     def close(self) -> None:
         if not self._map.closed:
-            self._map.close()
+            try:
+                self._map.close()
+            except BufferError:  # a caller still holds a view; the mapping goes with it
+                pass
         self._file.close()
 
     def __enter__(self) -> ModelReader:

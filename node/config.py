@@ -1,0 +1,137 @@
+"""An organisation's node configuration (TOML): where the chain, IPFS, key and data are.
+
+One file per organisation; `fedledger init ORG` writes a commented one, `fedledger sim` writes
+one per simulated organisation. Nothing secret goes in it: the keystore is encrypted and its
+password comes from `prompt`, `env:VAR` or `file:PATH`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The node configuration is missing something or holds a wrong value; the message says which."""
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 1
+    lr: float = 0.05
+    momentum: float = 0.9
+    batch_size: int = 32
+    mu: float = 0.0  # FedProx proximal term
+    seed: int = 0
+
+
+@dataclass
+class NodeConfig:
+    name: str
+    work_dir: Path
+    rpc_url: str
+    deployment: Path
+    ipfs_api: str
+    keystore: Path
+    password: str = "prompt"
+    chain_id: int | None = None
+    poa: bool = False
+    task: int = 0
+    builtin: str = "digits-mlp"
+    data: str | None = None
+    partition: str = "iid"
+    org_index: int = 0
+    num_orgs: int = 1
+    partition_seed: int = 0
+    poll_seconds: float = 0.2
+    keep_others_updates: bool = False
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    @classmethod
+    def load(cls, path: Path) -> "NodeConfig":
+        path = Path(path)
+        try:
+            doc = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read node config {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        base = path.parent
+
+        def need(section: str, key: str) -> Any:
+            try:
+                return doc[section][key]
+            except KeyError:
+                raise ConfigError(f"{path}: [{section}] {key} is required") from None
+
+        def rel(p: str) -> Path:
+            q = Path(p).expanduser()
+            return q if q.is_absolute() else (base / q)
+
+        org, chain, ipfs, key, task = (doc.get(s, {}) for s in ("organisation", "chain", "ipfs", "keystore", "task"))
+        training = TrainingConfig(**doc.get("training", {}))
+        return cls(
+            name=need("organisation", "name"),
+            work_dir=rel(org.get("work_dir", ".")),
+            rpc_url=need("chain", "rpc_url"),
+            deployment=rel(need("chain", "deployment")),
+            chain_id=chain.get("chain_id"),
+            poa=bool(chain.get("poa", False)),
+            ipfs_api=need("ipfs", "api_url"),
+            keep_others_updates=bool(ipfs.get("keep_others_updates", False)),
+            keystore=rel(need("keystore", "path")),
+            password=key.get("password", "prompt"),
+            task=int(task.get("id", 0)),
+            builtin=task.get("builtin", "digits-mlp"),
+            data=task.get("data") or None,
+            partition=task.get("partition", "iid"),
+            org_index=int(task.get("org_index", 0)),
+            num_orgs=int(task.get("num_orgs", 1)),
+            partition_seed=int(task.get("partition_seed", 0)),
+            poll_seconds=float(org.get("poll_seconds", 0.2)),
+            training=training,
+        )
+
+    def to_toml(self) -> str:
+        t = asdict(self.training)
+        lines = [
+            "# fedledger node configuration. Nothing secret belongs here.",
+            "[organisation]",
+            f'name = "{self.name}"',
+            f'work_dir = "{self.work_dir}"       # updates, downloaded models, logs, metrics',
+            f"poll_seconds = {self.poll_seconds}",
+            "",
+            "[chain]",
+            f'rpc_url = "{self.rpc_url}"',
+            f'deployment = "{self.deployment}"   # handed out by the consortium admin',
+            f"poa = {str(self.poa).lower()}              # true on Besu QBFT / Clique chains",
+        ]
+        if self.chain_id is not None:
+            lines.append(f"chain_id = {self.chain_id}")
+        lines += [
+            "",
+            "[ipfs]",
+            f'api_url = "{self.ipfs_api}"    # this organisation\'s own IPFS node (RPC API on localhost)',
+            f"keep_others_updates = {str(self.keep_others_updates).lower()}",
+            "",
+            "[keystore]",
+            f'path = "{self.keystore}"',
+            f'password = "{self.password}"   # prompt | env:VARIABLE | file:PATH',
+            "",
+            "[task]",
+            f"id = {self.task}",
+            f'builtin = "{self.builtin}"',
+        ]
+        if self.data:
+            lines.append(f'data = "{self.data}"')
+        lines += [
+            f'partition = "{self.partition}"',
+            f"org_index = {self.org_index}",
+            f"num_orgs = {self.num_orgs}",
+            f"partition_seed = {self.partition_seed}",
+            "",
+            "[training]",
+        ] + [f"{k} = {v}" for k, v in t.items()]
+        return "\n".join(lines) + "\n"

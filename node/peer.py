@@ -1,0 +1,302 @@
+"""The peer: one organisation's node, a loop that reads like the round protocol of DESIGN.md.
+
+Each tick: observe the chain (task, round, phase, leader, verifiers), decide the role, act,
+record. Roles call the chain client, the IPFS client, the model format and the trainer through
+their modules and never reach around them. Whatever can be derived from the chain is derived
+from it on every tick, so a node restarted at any point picks up where the protocol stands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from fedledger.aggregation.registry import aggregate, aggregates_match, tolerance
+
+from .chain import ChainClient, ContractRevert, Phase
+from .ipfs import IpfsClient, IpfsTimeout, StorageError
+from .modelfile import ModelSpec, open_model, read_model, write_model_file
+
+log = logging.getLogger("fedledger.node")
+
+
+@dataclass
+class UpdateRecord:
+    member: str
+    cid: str
+    sha256: str
+    num_samples: int
+
+
+@dataclass
+class AggregateResult:
+    path: Path
+    sha256: str
+    included: list[UpdateRecord]
+    excluded: list[tuple[UpdateRecord, str]]  # (update, reason code)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Peer:
+    """One organisation's participation in one task."""
+
+    def __init__(
+        self,
+        name: str,
+        chain: ChainClient,
+        ipfs: IpfsClient,
+        task: int,
+        work_dir: Path,
+        trainer: Any,
+        fit_config: Any,
+        from_block: int = 0,
+        poll_seconds: float = 0.2,
+        fetch_timeout: float = 60.0,
+        keep_others_updates: bool = False,
+        seed: int = 0,
+    ):
+        self.name = name
+        self.chain = chain
+        self.ipfs = ipfs
+        self.task = task
+        self.work_dir = Path(work_dir)
+        self.trainer = trainer
+        self.fit_config = fit_config
+        self.from_block = from_block
+        self.poll_seconds = poll_seconds
+        self.fetch_timeout = fetch_timeout
+        self.keep_others_updates = keep_others_updates
+        self.seed = seed
+        self.me = chain.sender
+        self.config = chain.task_config(task)
+        self.spec = ModelSpec.from_json(self._fetch_bytes(self.config.model_spec_cid))
+        self.metrics_path = self.work_dir / "metrics.jsonl"
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._done_steps: set[tuple] = set()
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Play every role this member has until the task completes."""
+        log.info("%s joins task %d as %s (rule %s)", self.name, self.task, self.me, self.config.rule_id)
+        while not should_stop():
+            if self.tick():
+                log.info("%s: task %d completed", self.name, self.task)
+                return
+            time.sleep(self.poll_seconds)
+
+    def tick(self) -> bool:
+        """One pass of observe, decide, act. Returns True once the task has completed."""
+        state = self.chain.task_state(self.task)
+        if state.completed:
+            return True
+        rnd = state.current_round
+        info = self.chain.round_info(self.task, rnd)
+        if info.phase == Phase.SUBMISSION:
+            if not self.chain.has_submitted(self.task, rnd, self.me):
+                self.submit(rnd, state.global_sha256, state.global_cid)
+            self.watch_submission(rnd, info)
+        elif info.phase == Phase.AGGREGATION:
+            if info.leader == self.me and ("lead", rnd, info.epoch, info.attempt) not in self._done_steps:
+                self.lead(rnd, info, state.global_sha256)
+            self.watch_deadline(rnd, info)
+        elif info.phase == Phase.VERIFICATION:
+            step = ("verify", rnd, info.epoch, info.attempt)
+            if step not in self._done_steps and self.me in self.chain.verifiers_of(self.task, rnd, info.attempt):
+                self.verify(rnd, info, state.global_sha256)
+            self.watch_deadline(rnd, info)
+        return False
+
+    # ------------------------------------------------------------- submitter
+
+    def submit(self, rnd: int, parent_sha: str, parent_cid: str) -> None:
+        t0 = time.perf_counter()
+        parent = self._load_model(parent_cid, parent_sha, self.work_dir / "models" / f"{parent_sha}.safetensors")
+        t_fetch = time.perf_counter()
+        result = self.trainer.fit(parent, self._fit_config(rnd))
+        t_train = time.perf_counter()
+        meta = {"kind": "update", "task": str(self.task), "round": str(rnd), "parent": parent_sha,
+                "rule": self.config.rule_id, "member": self.me, "num_samples": str(result.num_samples)}
+        path = self.work_dir / "updates" / f"round{rnd}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sha = write_model_file(path, result.weights, meta)
+        cid = self.ipfs.add_file(path)
+        self.ipfs.pin_add(cid)
+        t_upload = time.perf_counter()
+        try:
+            tx = self.chain.submit_update(self.task, rnd, parent_sha, cid, sha, result.num_samples)
+        except ContractRevert as exc:
+            if exc.error in {"DuplicateUpdate", "WrongPhase", "WrongRound", "StaleParent", "RoundFull"}:
+                log.info("%s round %d: update not taken (%s)", self.name, rnd, exc)
+                return
+            raise
+        t_chain = time.perf_counter()
+        evaluation = self.trainer.evaluate(result.weights)
+        log.info("%s round %d: submitted update %s (sha %s, %d samples, local accuracy %.3f, train %.2fs)",
+                 self.name, rnd, cid, sha[:12], result.num_samples, evaluation.accuracy, t_train - t_fetch)
+        self._record(round=rnd, event="submitted", cid=cid, sha256=sha, num_samples=result.num_samples,
+                     local_accuracy=evaluation.accuracy, local_loss=evaluation.loss, gas_used=tx.gas_used,
+                     seconds={"fetch": t_fetch - t0, "train": t_train - t_fetch, "upload": t_upload - t_train,
+                              "chain": t_chain - t_upload})
+
+    def _fit_config(self, rnd: int) -> Any:
+        cfg = self.fit_config
+        # A different, reproducible seed per round and organisation.
+        if hasattr(cfg, "seed"):
+            from dataclasses import replace
+
+            cfg = replace(cfg, seed=self.seed * 100_003 + rnd)
+        return cfg
+
+    # ---------------------------------------------------------------- leader
+
+    def lead(self, rnd: int, info, parent_sha: str) -> None:
+        self._done_steps.add(("lead", rnd, info.epoch, info.attempt))
+        result = self.compute_aggregate(rnd, parent_sha)
+        t0 = time.perf_counter()
+        cid = self.ipfs.add_file(result.path)
+        self.ipfs.pin_add(cid)
+        t1 = time.perf_counter()
+        try:
+            tx = self.chain.publish_aggregate(self.task, rnd, info.attempt, cid, result.sha256)
+        except ContractRevert as exc:
+            log.warning("%s round %d: aggregate not published (%s)", self.name, rnd, exc)
+            return
+        t2 = time.perf_counter()
+        log.info("%s round %d: leader (attempt %d) published aggregate %s of %d updates (%d excluded)",
+                 self.name, rnd, info.attempt, cid, len(result.included), len(result.excluded))
+        self._record(round=rnd, event="published", attempt=info.attempt, epoch=info.epoch, cid=cid,
+                     sha256=result.sha256, included=[u.sha256 for u in result.included],
+                     excluded=[{"member": u.member, "sha256": u.sha256, "reason": why} for u, why in result.excluded],
+                     gas_used=tx.gas_used,
+                     seconds={**result.seconds, "upload": t1 - t0, "chain": t2 - t1})
+
+    # -------------------------------------------------------------- verifier
+
+    def verify(self, rnd: int, info, parent_sha: str) -> None:
+        self._done_steps.add(("verify", rnd, info.epoch, info.attempt))
+        t0 = time.perf_counter()
+        mine = self.compute_aggregate(rnd, parent_sha)
+        if tolerance(self.config.rule_id, self.config.rule_params) is None:
+            agree = mine.sha256 == info.aggregate_sha256
+            reason = "bit-identical" if agree else f"recomputed sha {mine.sha256[:12]} != published {info.aggregate_sha256[:12]}"
+        else:
+            try:
+                theirs = self._load_model(info.aggregate_cid, info.aggregate_sha256,
+                                          self.work_dir / "models" / f"{info.aggregate_sha256}.safetensors")
+                ours = read_model(mine.path, mine.sha256, self.spec)[0]
+                agree, reason = aggregates_match(self.config.rule_id, self.config.rule_params, ours, theirs)
+            except StorageError as exc:
+                agree, reason = False, f"published aggregate unusable: {exc}"
+        t1 = time.perf_counter()
+        try:
+            tx = self.chain.attest(self.task, rnd, info.attempt, agree, mine.sha256)
+        except ContractRevert as exc:
+            log.info("%s round %d: attestation not taken (%s)", self.name, rnd, exc)
+            return
+        log.info("%s round %d: verifier of attempt %d %s (%s)", self.name, rnd, info.attempt,
+                 "agrees" if agree else "DISAGREES", reason)
+        self._record(round=rnd, event="attested", attempt=info.attempt, epoch=info.epoch, agree=agree,
+                     reason=reason, gas_used=tx.gas_used,
+                     seconds={**mine.seconds, "verify": t1 - t0, "chain": time.perf_counter() - t1})
+
+    # ------------------------------------------------------- shared by both
+
+    def round_updates(self, rnd: int) -> list[UpdateRecord]:
+        """Every update submitted to this round (all epochs: a reopened round keeps its updates)."""
+        events = self.chain.events(from_block=self.from_block, names=["UpdateSubmitted"], task=self.task)
+        return [UpdateRecord(e["member"], e["cid"], e["sha256"], e["numSamples"]) for e in events
+                if e["round"] == rnd]
+
+    def compute_aggregate(self, rnd: int, parent_sha: str) -> AggregateResult:
+        """Fetch, check and aggregate every update of the round. Invalid updates are excluded by
+        the same deterministic rule on every node: the content decides, via ModelRejected codes."""
+        t0 = time.perf_counter()
+        included: list[UpdateRecord] = []
+        readers = []
+        excluded: list[tuple[UpdateRecord, str]] = []
+        for upd in self.round_updates(rnd):
+            path = self.work_dir / "updates" / f"r{rnd}-{upd.sha256}.safetensors"
+            expected_meta = {"task": str(self.task), "round": str(rnd), "parent": parent_sha, "member": upd.member}
+            try:
+                if not path.exists():
+                    self.ipfs.cat_to_file(upd.cid, path, expected_sha256=upd.sha256, max_bytes=self.spec.max_bytes,
+                                          timeout=self.fetch_timeout)
+                readers.append(open_model(path, upd.sha256, self.spec, expected_meta=expected_meta))
+                included.append(upd)
+            except IpfsTimeout:
+                excluded.append((upd, "unavailable"))
+            except StorageError as exc:  # IntegrityError, ModelRejected, size limits: a stable code
+                excluded.append((upd, exc.reason_code))
+        for upd, why in excluded:
+            log.warning("%s round %d: excluding update of %s (%s)", self.name, rnd, upd.member, why)
+        if not included:
+            raise RuntimeError(f"round {rnd}: no valid update to aggregate")
+        t1 = time.perf_counter()
+        try:
+            tensors = aggregate(self.config.rule_id, self.config.rule_params, readers,
+                                [u.num_samples for u in included], [u.sha256 for u in included])
+        finally:
+            for r in readers:
+                r.close()
+        meta = {"kind": "global", "task": str(self.task), "round": str(rnd), "parent": parent_sha,
+                "rule": self.config.rule_id}
+        out = self.work_dir / "aggregates" / f"round{rnd}.safetensors"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sha = write_model_file(out, tensors, meta)
+        t2 = time.perf_counter()
+        return AggregateResult(out, sha, included, excluded, {"fetch": t1 - t0, "aggregate": t2 - t1})
+
+    # -------------------------------------------------------------- watchdog
+
+    def watch_submission(self, rnd: int, info) -> None:
+        cfg = self.config
+        ready = info.count >= cfg.max_participants or (time.time() >= info.deadline and info.count >= cfg.min_participants)
+        if ready:
+            self._race("closeSubmissions", lambda: self.chain.close_submissions(self.task, rnd), rnd)
+
+    def watch_deadline(self, rnd: int, info) -> None:
+        if time.time() > info.deadline + 1:
+            self._race("timeout", lambda: self.chain.timeout(self.task, rnd), rnd)
+
+    def _race(self, what: str, call: Callable[[], Any], rnd: int) -> None:
+        """Anyone may call close and timeout; many nodes race, and losing the race is normal."""
+        try:
+            tx = call()
+        except ContractRevert as exc:
+            log.debug("%s round %d: %s lost the race (%s)", self.name, rnd, what, exc.error)
+            return
+        for ev in tx.events:
+            if ev.name == "AttemptFailed":
+                log.warning("%s round %d: attempt %d of leader %s failed (%s)", self.name, rnd, ev["attempt"],
+                            ev["leader"], ["leader timeout", "rejected", "unverified"][ev["reason"]])
+            elif ev.name == "LeaderElected":
+                log.info("%s round %d: elected leader %s (attempt %d), verifiers %s", self.name, rnd,
+                         ev["leader"], ev["attempt"], ", ".join(ev["verifiers"]) or "none")
+
+    # ---------------------------------------------------------------- helpers
+
+    def _fetch_bytes(self, cid: str) -> bytes:
+        return self.ipfs.cat(cid, timeout=self.fetch_timeout)
+
+    def _load_model(self, cid: str, sha: str, path: Path) -> dict[str, np.ndarray]:
+        """A model the chain vouches for: downloaded once, hash checked before it is parsed."""
+        if not path.exists():
+            self.ipfs.cat_to_file(cid, path, expected_sha256=sha, max_bytes=self.spec.max_bytes,
+                                  timeout=self.fetch_timeout)
+            self.ipfs.pin_add(cid)
+        tensors, _ = read_model(path, sha, self.spec)
+        return tensors
+
+    def _record(self, **fields: Any) -> None:
+        fields.setdefault("member", self.me)
+        fields.setdefault("org", self.name)
+        fields["time"] = time.time()
+        with open(self.metrics_path, "a") as fh:
+            fh.write(json.dumps(fields) + "\n")

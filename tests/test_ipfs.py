@@ -1,0 +1,300 @@
+"""The IPFS store against real js-ipfs daemons: round trips, content moving between two nodes
+(as between two organisations), reproducible CIDs, integrity and size checks, timeouts for
+content nobody has, the pin policy, and daemons that start, crash and restart cleanly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedledger.node.ipfs import (
+    IntegrityError,
+    IpfsClient,
+    IpfsTimeout,
+    IpfsUnavailable,
+    PinPolicy,
+    SizeLimitExceeded,
+    StorageError,
+    raw_cid,
+)
+from fedledger.node.ipfs_daemon import IpfsDaemon, free_port
+from fedledger.node.modelfile import ModelRejected, ModelSpec, read_model, write_model, write_model_file
+
+pytestmark = pytest.mark.ipfs
+
+PARENT = "cd" * 32
+
+
+def random_bytes(n: int, seed: int) -> bytes:
+    return np.random.default_rng(seed).bytes(n)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def model(seed: int, member: str = "org-a") -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"w": rng.standard_normal((256, 1024)).astype(np.float32), "b": rng.standard_normal(256).astype(np.float32)}
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.fixture
+def clients(ipfs_pair):
+    a, b = ipfs_pair
+    with a.client() as ca, b.client() as cb:
+        yield ca, cb
+
+
+# --------------------------------------------------------------------------- the node
+
+
+def test_dev_node_config_is_loopback_only(ipfs_node):
+    cfg = json.loads(ipfs_node.config_path.read_text())
+    assert cfg["Bootstrap"] == []
+    assert cfg["Addresses"]["Delegates"] == []
+    assert cfg["Discovery"]["MDNS"]["Enabled"] is False
+    assert cfg["Discovery"]["webRTCStar"]["Enabled"] is False
+    assert cfg["Swarm"]["DisableNatPortMap"] is True
+    listen = cfg["Addresses"]["Swarm"] + [cfg["Addresses"][k] for k in ("API", "Gateway", "RPC")]
+    assert all(addr.startswith("/ip4/127.0.0.1/tcp/") for addr in listen), listen
+    assert cfg["Addresses"]["RPC"].endswith("/tcp/0")
+    with ipfs_node.client() as c:
+        assert all("/ip4/127.0.0.1/" in a for a in c.id()["Addresses"])
+
+
+def test_node_reports_its_peer_id_and_version(ipfs_client, ipfs_node):
+    assert ipfs_client.id()["ID"] == ipfs_node.peer_id
+    assert ipfs_client.version()["Version"]
+
+
+def test_client_for_a_node_that_is_not_running_raises_unavailable():
+    with IpfsClient(f"http://127.0.0.1:{free_port()}", timeout=2) as c:
+        with pytest.raises(IpfsUnavailable, match="is it running"):
+            c.id()
+
+
+# --------------------------------------------------------------------------- content
+
+
+def test_bytes_round_trip_through_one_node(ipfs_client):
+    data = random_bytes(700_000, seed=1)  # several 256 KiB blocks
+    cid = ipfs_client.add_bytes(data)
+    assert ipfs_client.cat(cid) == data
+
+
+def test_model_file_round_trips_through_one_node_with_matching_sha256(ipfs_client, tmp_path):
+    tensors = model(seed=2)
+    src = tmp_path / "update.safetensors"
+    digest = write_model_file(src, tensors, {"task": "t", "round": "1", "kind": "update", "parent": PARENT,
+                                              "member": "org-a"})
+    cid = ipfs_client.add_file(src)
+    dst = tmp_path / "fetched" / "update.safetensors"
+    assert ipfs_client.cat_to_file(cid, dst, expected_sha256=digest) == digest
+    out, meta = read_model(dst, digest, ModelSpec.from_tensors(tensors))
+    np.testing.assert_array_equal(out["w"], tensors["w"])
+    assert meta["member"] == "org-a"
+
+
+def test_add_returns_a_cidv1_base32_raw_leaf_cid_anyone_can_recompute(ipfs_client):
+    data = b"a small update fits in one raw block"
+    cid = ipfs_client.add_bytes(data)
+    assert cid == raw_cid(data)
+    assert cid.startswith("bafkrei")
+
+
+def test_update_added_on_node_a_is_fetched_by_node_b_with_matching_sha256(clients, tmp_path):
+    ca, cb = clients
+    tensors = model(seed=3)
+    meta = {"task": "t", "round": "1", "kind": "update", "parent": PARENT, "member": "org-a"}
+    data = write_model(tensors, meta)
+    cid = ca.add_bytes(data)
+    assert not cb.is_pinned(cid)
+    dst = tmp_path / "from-a.safetensors"
+    digest = cb.cat_to_file(cid, dst, expected_sha256=sha(data), max_bytes=len(data))
+    assert digest == sha(data)
+    assert dst.read_bytes() == data
+    out, _ = read_model(dst, sha(data), ModelSpec.from_tensors(tensors), expected_meta={"member": "org-a"})
+    np.testing.assert_array_equal(out["b"], tensors["b"])
+
+
+def test_same_bytes_give_the_same_cid_on_both_nodes(clients):
+    ca, cb = clients
+    data = random_bytes(1_500_000, seed=4)  # multi-block: the DAG layout must match too
+    cid_a = ca.add_bytes(data)
+    cid_b = cb.add_bytes(data)
+    assert cid_a == cid_b
+    assert cid_a.startswith("bafybei")  # CIDv1, dag-pb root, base32
+
+
+def test_add_file_and_add_bytes_give_the_same_cid(ipfs_client, tmp_path):
+    data = random_bytes(600_000, seed=5)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    assert ipfs_client.add_file(path) == ipfs_client.add_bytes(data)
+
+
+# --------------------------------------------------------------------------- hostile content
+
+
+def test_cid_whose_content_does_not_match_the_chain_sha256_is_refused(clients, tmp_path):
+    ca, cb = clients
+    real = random_bytes(300_000, seed=6)
+    recorded = sha(random_bytes(300_000, seed=7))  # what the chain says the update is
+    cid = ca.add_bytes(real)
+    dst = tmp_path / "update.safetensors"
+    with pytest.raises(IntegrityError) as info:
+        cb.cat_to_file(cid, dst, expected_sha256=recorded)
+    assert info.value.reason_code == "hash_mismatch"
+    assert info.value.expected == recorded and info.value.actual == sha(real)
+    assert leftovers(tmp_path) == []  # no file, no temporary file
+
+
+def test_content_beyond_max_bytes_is_refused_while_streaming(ipfs_client, tmp_path):
+    data = random_bytes(2_000_000, seed=8)
+    cid = ipfs_client.add_bytes(data)
+    with pytest.raises(SizeLimitExceeded) as info:
+        ipfs_client.cat_to_file(cid, tmp_path / "big", expected_sha256=sha(data), max_bytes=1_000_000)
+    assert info.value.reason_code == "too_large"
+    with pytest.raises(SizeLimitExceeded):
+        ipfs_client.cat(cid, max_bytes=1_000_000)
+    assert leftovers(tmp_path) == []
+
+
+def test_existing_file_is_untouched_when_a_download_is_refused(ipfs_client, tmp_path):
+    dst = tmp_path / "global.safetensors"
+    dst.write_bytes(b"previous global model")
+    cid = ipfs_client.add_bytes(b"something else")
+    with pytest.raises(IntegrityError):
+        ipfs_client.cat_to_file(cid, dst, expected_sha256="00" * 32)
+    assert dst.read_bytes() == b"previous global model"
+
+
+@pytest.mark.timeout(60)
+def test_cat_of_a_cid_no_node_has_times_out_instead_of_hanging(clients):
+    _, cb = clients
+    missing = raw_cid(b"never added to any node " + os.urandom(16))
+    with pytest.raises(IpfsTimeout) as info:
+        cb.cat(missing, timeout=2)
+    assert info.value.reason_code == "unavailable"
+
+
+@pytest.mark.timeout(60)
+def test_cat_to_file_of_a_cid_no_node_has_times_out_and_leaves_nothing(clients, tmp_path):
+    _, cb = clients
+    missing = raw_cid(b"never added either " + os.urandom(16))
+    with pytest.raises(IpfsTimeout):
+        cb.cat_to_file(missing, tmp_path / "x", expected_sha256="00" * 32, timeout=2)
+    assert leftovers(tmp_path) == []
+
+
+def test_fetched_update_that_is_not_a_model_is_rejected_by_the_reader(clients, tmp_path):
+    ca, cb = clients
+    hostile = b"\x80\x04\x95" + os.urandom(5000)  # pickle-looking bytes, honestly hashed
+    cid = ca.add_bytes(hostile)
+    dst = tmp_path / "update"
+    digest = cb.cat_to_file(cid, dst, expected_sha256=sha(hostile))
+    spec = ModelSpec.from_tensors(model(seed=0))
+    with pytest.raises(ModelRejected) as info:
+        read_model(dst, digest, spec)
+    assert info.value.reason_code == "bad_header"
+    assert isinstance(info.value, StorageError)
+
+
+def test_malformed_cid_is_an_ipfs_error_not_a_crash(ipfs_client):
+    with pytest.raises(StorageError) as info:
+        ipfs_client.cat("not-a-cid", timeout=5)
+    assert not isinstance(info.value, IpfsTimeout)
+
+
+# --------------------------------------------------------------------------- pin policy
+
+
+def _round_on_b(ca: IpfsClient, cb: IpfsClient, seed: int) -> tuple[str, str, str]:
+    """One round as seen by member B: B's own update, A's update (fetched by B as leader),
+    and the global model A published."""
+    own = cb.add_bytes(random_bytes(1000, seed))
+    other = ca.add_bytes(random_bytes(1000, seed + 1))
+    cb.cat(other, timeout=20)
+    cb.pin_add(other, timeout=20)  # the leader keeps inputs until the round is final
+    global_cid = ca.add_bytes(random_bytes(1000, seed + 2))
+    return own, other, global_cid
+
+
+def test_pin_policy_drops_others_updates_and_keeps_own_and_global(clients):
+    ca, cb = clients
+    own, other, global_cid = _round_on_b(ca, cb, seed=100)
+    unpinned = PinPolicy(collect_garbage=False).after_finalize(cb, [own], global_cid, [other])
+    assert unpinned == [other]
+    assert cb.is_pinned(own)
+    assert cb.is_pinned(global_cid)  # fetched from A and pinned
+    assert not cb.is_pinned(other)
+    removed = cb.repo_gc()
+    assert other in removed
+    assert own not in removed and global_cid not in removed
+
+
+def test_pin_policy_can_keep_others_updates(clients):
+    ca, cb = clients
+    own, other, global_cid = _round_on_b(ca, cb, seed=200)
+    assert PinPolicy(keep_others_updates=True).after_finalize(cb, [own], global_cid, [other]) == []
+    assert cb.is_pinned(other)
+    assert other not in cb.repo_gc()
+
+
+def test_pin_policy_never_unpins_bytes_identical_to_own_update(clients):
+    ca, cb = clients
+    same = random_bytes(1000, seed=300)
+    own = cb.add_bytes(same)
+    other = ca.add_bytes(same)  # another member submitted byte-identical weights
+    global_cid = ca.add_bytes(random_bytes(1000, seed=301))
+    assert own == other
+    assert PinPolicy().after_finalize(cb, [own], global_cid, [other]) == []
+    assert cb.is_pinned(own)
+
+
+# --------------------------------------------------------------------------- daemon lifecycle
+
+
+def test_daemon_restarts_after_being_killed_and_stops_without_leaving_a_process(ipfs_daemon_factory):
+    daemon = ipfs_daemon_factory("crashy")
+    with daemon.client() as c:
+        cid = c.add_bytes(b"survives a crash")
+    first_pid = daemon.pid
+    daemon.kill()  # SIGKILL: leaves repo.lock and the api file behind
+    assert (daemon.repo_dir / "repo.lock").exists()
+    assert not daemon.running
+
+    daemon.start(timeout=60)  # must clear the stale lock instead of waiting 20 s or failing
+    assert daemon.running and daemon.pid != first_pid
+    with daemon.client() as c:
+        assert c.cat(cid, timeout=10) == b"survives a crash"
+
+    again = IpfsDaemon(daemon.repo_dir, daemon.name)
+    again.start(timeout=30)  # adopts the running daemon rather than starting a second one
+    assert again.pid == daemon.pid
+
+    pid = daemon.pid
+    daemon.stop()
+    assert not daemon.running
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # gone and reaped, not a zombie
+    assert not (daemon.repo_dir / "repo.lock").exists()
+    assert not daemon.pid_file.exists()
+    daemon.stop()  # idempotent
+
+
+def test_init_is_idempotent_and_keeps_ports_and_identity(ipfs_daemon_factory):
+    daemon = ipfs_daemon_factory("idem", start=False)
+    daemon.init()
+    url, peer = daemon.api_url, daemon.peer_id
+    daemon.init()
+    assert (daemon.api_url, daemon.peer_id) == (url, peer)
