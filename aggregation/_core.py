@@ -24,7 +24,11 @@ LANES = 256
 
 #: Elements per chunk of a layer processed while it stays in cache. A multiple of LANES; results
 #: do not depend on it (every chunked operation is elementwise or lane-aligned).
-CHUNK = 16384
+CHUNK = 65536
+
+#: Budget in bytes for an (n, chunk) block of every update (the coordinate sorts, Krum distances,
+#: geometric median), so the block stays in cache and the working set stays small for any n.
+BLOCK_BYTES = 2**21
 
 _MAX_EXACT_INT = 2**53
 
@@ -157,6 +161,23 @@ class Inputs:
         self.names = sorted(first)
         self._meta: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
 
+    def largest_layer(self) -> int | None:
+        """Elements in the largest tensor, when the first source tells it without reading data."""
+        src = self.sources[0]
+        try:
+            if hasattr(src, "get_tensor"):
+                if not hasattr(src, "get_slice"):
+                    return None
+                return max(math.prod(src.get_slice(name).get_shape()) for name in self.names)
+            return max(int(np.size(src[name])) for name in self.names)
+        except Exception:  # a source that cannot tell: size buffers for the worst case
+            return None
+
+    def chunk_for(self, limit: int) -> int:
+        """A chunk length no larger than limit nor than the largest layer (in whole lanes)."""
+        largest = self.largest_layer()
+        return limit if largest is None else max(LANES, min(limit, padded(largest)))
+
     def subset(self, positions: Sequence[int]) -> "Inputs":
         """The same inputs restricted to some canonical positions (kept in canonical order)."""
         sub = object.__new__(Inputs)
@@ -203,9 +224,10 @@ class Inputs:
         return shape, dtype, flats
 
     def layers(self) -> Iterator[tuple[str, tuple[int, ...], np.dtype, list[np.ndarray]]]:
+        # No local keeps a layer alive after it is yielded; consumers `del` theirs at the end of
+        # each iteration, so at most one layer of every update is held at a time.
         for name in self.names:
-            shape, dtype, flats = self.layer(name)
-            yield name, shape, dtype, flats
+            yield (name, *self.layer(name))
 
     def single(self, pos: int) -> Model:
         """An independent copy of one update (the Krum choice)."""
@@ -227,9 +249,15 @@ def work_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
 
-def chunks(length: int, size: int = CHUNK) -> Iterator[tuple[int, int]]:
+def chunks(length: int, size: int | None = None) -> Iterator[tuple[int, int]]:
+    size = size or CHUNK
     for start in range(0, length, size):
         yield start, min(length, start + size)
+
+
+def block_chunk(n: int, itemsize: int = 8) -> int:
+    """Chunk length for an (n, chunk) block: whole lanes, at most CHUNK."""
+    return max(LANES, min(CHUNK, (BLOCK_BYTES // (max(n, 1) * itemsize)) // LANES * LANES))
 
 
 def padded(m: int) -> int:

@@ -30,14 +30,17 @@ from ._core import (
 
 
 def _weighted_sum_layer(
-    flats: Sequence[np.ndarray], weights: Sequence[float], out: np.ndarray, divisor: float
+    flats: Sequence[np.ndarray],
+    weights: Sequence[float],
+    out: np.ndarray,
+    divisor: float,
+    acc_buf: np.ndarray,
+    tmp_buf: np.ndarray,
 ) -> None:
     """out = dtype(sum_i w_i * x_i / divisor) in float64, accumulated in list order, chunk by chunk."""
-    acc_buf = np.empty(CHUNK, dtype=np.float64)
-    tmp_buf = np.empty(CHUNK, dtype=np.float64)
     w = [np.float64(x) for x in weights]
     d = np.float64(divisor)
-    for s, e in chunks(out.shape[0]):
+    for s, e in chunks(out.shape[0], acc_buf.shape[0]):
         acc = acc_buf[: e - s]
         tmp = tmp_buf[: e - s]
         acc[...] = flats[0][s:e]
@@ -57,13 +60,17 @@ def weighted_mean(inputs: Inputs, weights: Sequence[float] | None = None) -> Mod
     for w in weights:
         total += w
     result: Model = {}
+    size = inputs.chunk_for(CHUNK)
+    acc_buf = np.empty(size, dtype=np.float64)
+    tmp_buf = np.empty(size, dtype=np.float64)
     for name, shape, dtype, flats in inputs.layers():
         out = np.empty(flats[0].shape[0], dtype=dtype)
         with np.errstate(over="ignore", invalid="ignore"):
-            _weighted_sum_layer(flats, weights, out, total)
+            _weighted_sum_layer(flats, weights, out, total, acc_buf, tmp_buf)
         if not np.isfinite(out).all():
             raise_non_finite(inputs, name, flats)
         result[name] = out.reshape(shape)
+        del flats
     return result
 
 
@@ -134,7 +141,7 @@ class FedAvgStream:
         if self._count and inputs.names != sorted(self._acc):
             raise AggregationError("fedavg stream: update has different tensor names than the first one")
         wf = np.float64(w)
-        tmp_buf = np.empty(CHUNK, dtype=np.float64)
+        tmp_buf = np.empty(inputs.chunk_for(CHUNK), dtype=np.float64)
         for name, shape, dtype, (flat,) in inputs.layers():
             if self._count == 0:
                 self._meta[name] = (shape, dtype)
@@ -146,7 +153,7 @@ class FedAvgStream:
                 )
             acc = self._acc[name]
             with np.errstate(over="ignore", invalid="ignore"):
-                for s, e in chunks(flat.shape[0]):
+                for s, e in chunks(flat.shape[0], tmp_buf.shape[0]):
                     if self._count == 0:
                         a = acc[s:e]
                         a[...] = flat[s:e]
@@ -156,6 +163,7 @@ class FedAvgStream:
                         tmp[...] = flat[s:e]
                         tmp *= wf
                         acc[s:e] += tmp
+            del flat
         self._total += w
         self._count += 1
 

@@ -1,0 +1,357 @@
+"""Rule ids and parameters as stored on chain, mapped to the pure functions.
+
+A task on chain names its rule by a short ASCII id (bytes32, zero-padded) and stores the rule's
+parameters as canonical JSON bytes (``encode_params``): compact, keys sorted, ASCII, every
+parameter present with defaults filled in, values validated. Two equal parameter sets therefore
+always have identical bytes, and the leader and every verifier decode the same values.
+
+``aggregate`` is what the leader and the verifiers call: it orders the updates by hash and
+applies the rule. ``aggregates_match`` is how a verifier compares its recomputation with the
+leader's aggregate: bit for bit for the exact rules, within ``tolerance`` for the others.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._core import AggregationError, Model, UpdateSource
+from .mean import fedavg
+from .robust import (
+    bulyan,
+    check_float,
+    check_int,
+    coordinate_median,
+    geometric_median,
+    krum,
+    multi_krum,
+    trimmed_mean,
+)
+
+_MAX_COUNT = 2**16
+
+
+@dataclass(frozen=True)
+class Param:
+    """One rule parameter: its JSON type, default and allowed range."""
+
+    name: str
+    kind: str  # "int", "float", "bool" or "int|null"
+    default: Any
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    doc: str = ""
+
+    @property
+    def allowed(self) -> str:
+        if self.kind == "bool":
+            return "true or false"
+        if self.lo is None:
+            return self.kind
+        rng = f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        what = "integer" if self.kind.startswith("int") else "number"
+        return f"{what} in {rng}" + (" or null" if self.kind == "int|null" else "")
+
+    def check(self, rule_id: str, value: Any) -> Any:
+        if self.kind == "bool":
+            if not isinstance(value, (bool, np.bool_)):
+                raise AggregationError(f"{rule_id} parameter {self.name!r} must be true or false; got {value!r}")
+            return bool(value)
+        if self.kind == "int|null" and value is None:
+            return None
+        if self.kind.startswith("int"):
+            assert self.lo is not None and self.hi is not None
+            return check_int(rule_id, self.name, value, int(self.lo), int(self.hi))
+        assert self.lo is not None and self.hi is not None
+        return check_float(
+            rule_id, self.name, value, self.lo, self.hi, lo_open=self.lo_open, hi_open=self.hi_open
+        )
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An aggregation rule as a task names it on chain."""
+
+    id: str
+    title: str
+    paper: str
+    params: tuple[Param, ...]
+    function: Callable[..., Model]
+    exact: bool
+    tolerance_of: Callable[[dict[str, Any]], tuple[float, float]] | None = None
+
+    def validate(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Parameters with defaults filled in and every value checked; unknown names refused."""
+        params = dict(params or {})
+        known = {p.name for p in self.params}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            have = ", ".join(sorted(known)) or "none"
+            raise AggregationError(f"{self.id} has no parameter {unknown[0]!r}; its parameters are: {have}")
+        return {p.name: p.check(self.id, params.get(p.name, p.default)) for p in self.params}
+
+    def tolerance(self, params: Mapping[str, Any] | None = None) -> tuple[float, float] | None:
+        if self.exact or self.tolerance_of is None:
+            return None
+        return self.tolerance_of(self.validate(params))
+
+    def __call__(
+        self,
+        updates: Sequence[UpdateSource],
+        weights: Sequence[int | float] | None,
+        hashes: Sequence[bytes | str] | None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Model:
+        return self.function(updates, weights, hashes=hashes, **self.validate(params))
+
+
+#: Allowed relative difference (over the whole model, L2) for rules verified within a tolerance,
+#: on top of a few units in the last place of the model's dtype.
+SELECTION_RTOL = 1e-6
+
+_F = Param("f", "int", 1, 0, _MAX_COUNT, doc="number of Byzantine updates to tolerate")
+
+RULES: dict[str, Rule] = {
+    r.id: r
+    for r in (
+        Rule(
+            "fedavg",
+            "FedAvg: mean weighted by sample counts",
+            "McMahan et al. 2017",
+            (),
+            lambda u, w, hashes: fedavg(u, w, hashes=hashes),
+            exact=True,
+        ),
+        Rule(
+            "median",
+            "coordinate-wise median",
+            "Yin et al. 2018",
+            (),
+            lambda u, w, hashes: coordinate_median(u, w, hashes=hashes),
+            exact=True,
+        ),
+        Rule(
+            "trimmed_mean",
+            "coordinate-wise trimmed mean",
+            "Yin et al. 2018",
+            (Param("beta", "float", 0.2, 0.0, 0.5, hi_open=True, doc="fraction cut from each end"),),
+            lambda u, w, hashes, beta: trimmed_mean(u, beta, w, hashes=hashes),
+            exact=True,
+        ),
+        Rule(
+            "geomedian",
+            "geometric median (smoothed weighted Weiszfeld)",
+            "Pillutla, Kakade, Harchaoui 2022",
+            (
+                Param("eps", "float", 1e-6, 0.0, 1.0, lo_open=True, doc="smoothing: distances below eps count as eps"),
+                Param("max_iter", "int", 100, 1, 10000, doc="iteration cap"),
+                Param("tol", "float", 1e-6, 0.0, 1.0, hi_open=True, doc="stop when ||v_k - v_k-1|| <= tol ||v_k||"),
+            ),
+            lambda u, w, hashes, eps, max_iter, tol: geometric_median(
+                u, w, max_iter=max_iter, tol=tol, eps=eps, hashes=hashes
+            ),
+            exact=False,
+            tolerance_of=lambda p: (max(10 * p["tol"], SELECTION_RTOL), 0.0),
+        ),
+        Rule(
+            "krum",
+            "Krum",
+            "Blanchard et al. 2017",
+            (_F,),
+            lambda u, w, hashes, f: krum(u, f, w, hashes=hashes),
+            exact=False,
+            tolerance_of=lambda p: (SELECTION_RTOL, 0.0),
+        ),
+        Rule(
+            "multikrum",
+            "Multi-Krum",
+            "Blanchard et al. 2017",
+            (
+                _F,
+                Param("m", "int|null", None, 1, _MAX_COUNT, doc="updates averaged; null means n - f"),
+                Param("weighted", "bool", False, doc="weight the average by sample counts (as Flower does)"),
+            ),
+            lambda u, w, hashes, f, m, weighted: multi_krum(u, f, m, w, weighted=weighted, hashes=hashes),
+            exact=False,
+            tolerance_of=lambda p: (SELECTION_RTOL, 0.0),
+        ),
+        Rule(
+            "bulyan",
+            "Bulyan over recursive Krum",
+            "El Mhamdi, Guerraoui, Rouault 2018",
+            (_F,),
+            lambda u, w, hashes, f: bulyan(u, f, w, hashes=hashes),
+            exact=False,
+            tolerance_of=lambda p: (SELECTION_RTOL, 0.0),
+        ),
+    )
+}
+
+
+def normalize_rule_id(rule_id: str | bytes) -> str:
+    """A rule id from a str or from its bytes32 form on chain (ASCII, zero-padded on the right)."""
+    if isinstance(rule_id, (bytes, bytearray)):
+        raw = bytes(rule_id).rstrip(b"\x00")
+        try:
+            rule_id = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise AggregationError(f"rule id {bytes(rule_id)!r} is not ASCII") from None
+    if not isinstance(rule_id, str):
+        raise AggregationError(f"rule id must be a str or bytes32; got {type(rule_id).__name__}")
+    return rule_id
+
+
+def rule_id_bytes32(rule_id: str) -> bytes:
+    """The bytes32 form of a rule id for the chain: ASCII, zero-padded on the right."""
+    rule = get_rule(rule_id)
+    return rule.id.encode("ascii").ljust(32, b"\x00")
+
+
+def get_rule(rule_id: str | bytes) -> Rule:
+    """The rule for an id (str or bytes32); ValueError listing the known ids otherwise."""
+    key = normalize_rule_id(rule_id)
+    try:
+        return RULES[key]
+    except KeyError:
+        raise AggregationError(f"unknown aggregation rule {key!r}; known rules: {', '.join(RULES)}") from None
+
+
+def encode_params(rule_id: str | bytes, params: Mapping[str, Any] | None = None) -> bytes:
+    """Canonical bytes of a rule's parameters: compact JSON, keys sorted, ASCII, defaults filled in."""
+    rule = get_rule(rule_id)
+    values = rule.validate(params)
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return text.encode("ascii")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise AggregationError(f"rule parameters name {k!r} twice")
+        out[k] = v
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise AggregationError(f"rule parameters may not contain {name}")
+
+
+def decode_params(rule_id: str | bytes, data: bytes | bytearray | memoryview | str) -> dict[str, Any]:
+    """Parameters from their on-chain bytes, validated and with defaults filled in (empty bytes = all defaults)."""
+    rule = get_rule(rule_id)
+    raw = data.encode("ascii") if isinstance(data, str) else bytes(data)
+    if not raw.strip():
+        return rule.validate({})
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise AggregationError(f"{rule.id} parameters are not ASCII JSON: {raw[:64]!r}") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
+        raise AggregationError(f"{rule.id} parameters are not valid JSON ({exc.msg}): {text[:64]!r}") from None
+    if not isinstance(value, dict):
+        raise AggregationError(f"{rule.id} parameters must be a JSON object; got {text[:64]!r}")
+    return rule.validate(value)
+
+
+def _params(rule: Rule, params: Mapping[str, Any] | bytes | bytearray | memoryview | None) -> dict[str, Any]:
+    if isinstance(params, (bytes, bytearray, memoryview)):
+        return decode_params(rule.id, params)
+    return rule.validate(params)
+
+
+def aggregate(
+    rule_id: str | bytes,
+    params: Mapping[str, Any] | bytes | None,
+    updates: Sequence[UpdateSource],
+    weights: Sequence[int | float],
+    hashes: Sequence[bytes | str],
+) -> Model:
+    """Apply a task's rule: updates ordered by their sha256 (bytes or hex), weights = sample counts.
+
+    params may be a dict or the encoded bytes from chain. Deterministic: the same updates give
+    the same aggregate whatever their order (see ``tolerance`` for what a verifier allows).
+    """
+    rule = get_rule(rule_id)
+    if hashes is None:
+        raise AggregationError(f"{rule.id}: give the sha256 of every update; they fix the order of aggregation")
+    return rule(updates, weights, hashes, _params(rule, params))
+
+
+def tolerance(rule_id: str | bytes, params: Mapping[str, Any] | bytes | None = None) -> tuple[float, float] | None:
+    """(rtol, atol) a verifier allows on the whole-model L2 difference, or None when bit-exact."""
+    rule = get_rule(rule_id)
+    return rule.tolerance(_params(rule, params))
+
+
+def _bits(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x).reshape(-1).view(np.uint8)
+
+
+def _sumsq(x: np.ndarray) -> float:
+    x64 = np.asarray(x, dtype=np.float64).reshape(-1)
+    return float(np.dot(x64, x64))
+
+
+def aggregates_match(
+    rule_id: str | bytes,
+    params: Mapping[str, Any] | bytes | None,
+    a: Mapping[str, np.ndarray],
+    b: Mapping[str, np.ndarray],
+) -> tuple[bool, str]:
+    """Whether two aggregates agree under a rule: same schema and finite, then bit-identical or within tolerance.
+
+    For tolerance rules: ||a - b|| <= max(rtol, 4 eps(dtype)) * max(||a||, ||b||) + atol, norms
+    over all tensors together (the geometric median's stopping rule is on the whole model).
+    Returns (agree, reason).
+    """
+    rule = get_rule(rule_id)
+    tol = rule.tolerance(_params(rule, params))
+    if set(a) != set(b):
+        only_a, only_b = sorted(set(a) - set(b))[:3], sorted(set(b) - set(a))[:3]
+        return False, f"tensor names differ: only in the first {only_a}, only in the second {only_b}"
+    names = sorted(a)
+    for name in names:
+        x, y = np.asarray(a[name]), np.asarray(b[name])
+        if x.shape != y.shape or x.dtype != y.dtype:
+            return False, f"{name!r} is {x.dtype}{list(x.shape)} in the first, {y.dtype}{list(y.shape)} in the second"
+        if not np.issubdtype(x.dtype, np.floating):
+            return False, f"{name!r} has non-floating dtype {x.dtype}"
+        for label, arr in (("first", x), ("second", y)):
+            if not np.isfinite(arr).all():
+                return False, f"{name!r} of the {label} aggregate has non-finite values"
+    if tol is None:
+        for name in names:
+            x, y = np.asarray(a[name]), np.asarray(b[name])
+            if not np.array_equal(_bits(x), _bits(y)):
+                differ = int(np.count_nonzero(x.reshape(-1) != y.reshape(-1)))
+                worst = float(np.max(np.abs(x.astype(np.float64) - y.astype(np.float64)))) if x.size else 0.0
+                return False, (
+                    f"{name!r}: {differ} of {x.size} values differ (max |a - b| = {worst:.3g}); "
+                    f"{rule.id} must match bit for bit"
+                )
+        return True, f"bit-identical ({len(names)} tensors)"
+    rtol, atol = tol
+    rtol = max([rtol] + [4 * float(np.finfo(np.asarray(a[n]).dtype).eps) for n in names])
+    diff2 = norm_a2 = norm_b2 = 0.0
+    for name in names:
+        x = np.asarray(a[name], dtype=np.float64)
+        y = np.asarray(b[name], dtype=np.float64)
+        diff2 += _sumsq(x - y)
+        norm_a2 += _sumsq(x)
+        norm_b2 += _sumsq(y)
+    diff, scale = math.sqrt(diff2), math.sqrt(max(norm_a2, norm_b2))
+    limit = rtol * scale + atol
+    rel = diff / scale if scale else (0.0 if diff == 0 else math.inf)
+    if diff <= limit:
+        return True, f"within tolerance: ||a - b|| / ||a|| = {rel:.3g} <= {rtol:.3g}"
+    return False, f"||a - b|| / ||a|| = {rel:.3g} exceeds the {rule.id} tolerance {rtol:.3g} (atol {atol:g})"
