@@ -134,6 +134,62 @@ def deploy(
                                 f"deployment file: {out}"])
 
 
+# ----------------------------------------------------------------------- status
+
+
+@app.command()
+def status(
+    deployment: Path = typer.Option(Path("deployment.json"), help="The deployment file the consortium handed out."),
+    rpc: Optional[str] = typer.Option(None, help="JSON-RPC URL (default: the one in the deployment file)."),
+    task: Optional[int] = typer.Option(None, help="Show only this task (default: every task)."),
+    poa: bool = typer.Option(False, help="The chain is proof-of-authority."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Show a running federation: members, tasks, the current round, its phase, leader and deadlines."""
+    import time as _time
+
+    from .chain import ChainError, Phase
+    from .deploy import Deployment, DeploymentError
+
+    try:
+        client = Deployment.load(deployment).client(rpc_url=rpc, poa=poa)
+        dep = Deployment.load(deployment)
+        members = {}
+        for ev in client.events(from_block=dep.block, names=["MemberAdded", "MemberRemoved"]):
+            if ev.name == "MemberAdded":
+                members[ev["member"]] = ev["name"]
+            else:
+                members.pop(ev["member"], None)
+        tasks = []
+        ids = [task] if task is not None else range(client.task_count())
+        for t in ids:
+            cfg, st = client.task_config(t), client.task_state(t)
+            entry = {"task": t, "rule": cfg.rule_id, "max_rounds": cfg.max_rounds, "completed": st.completed,
+                     "round": st.current_round, "global_sha256": st.global_sha256, "global_cid": st.global_cid}
+            if not st.completed:
+                info = client.round_info(t, st.current_round)
+                entry.update(phase=info.phase.name.lower(), updates=info.count, attempt=info.attempt,
+                             leader=members.get(info.leader, info.leader) if info.leader else None,
+                             deadline=info.deadline, seconds_left=round(info.deadline - _time.time(), 1))
+                if info.phase in (Phase.AGGREGATION, Phase.VERIFICATION):
+                    entry["verifiers"] = [members.get(v, v) for v in client.verifiers_of(t, st.current_round, info.attempt)]
+            tasks.append(entry)
+    except (ChainError, DeploymentError) as exc:
+        fail(str(exc))
+    data = {"contract": dep.address, "chain_id": dep.chain_id, "members": members, "tasks": tasks}
+    lines = [f"FedLedger {dep.address} on chain {dep.chain_id}: {len(members)} members ({', '.join(members.values())})"]
+    for e in tasks:
+        if e["completed"]:
+            lines.append(f"task {e['task']} [{e['rule']}]: completed after {e['round']} rounds, final model {e['global_sha256'][:16]}")
+        else:
+            line = (f"task {e['task']} [{e['rule']}]: round {e['round']}/{e['max_rounds']} {e['phase']}, "
+                    f"{e['updates']} updates, deadline in {e['seconds_left']:.0f} s")
+            if e.get("leader"):
+                line += f", leader {e['leader']} (attempt {e['attempt']}), verifiers {', '.join(e.get('verifiers', [])) or 'none'}"
+            lines.append(line)
+    emit(data, as_json, lines)
+
+
 # ------------------------------------------------------------------------- node
 
 node_app = typer.Typer(help="Run this organisation's peer node.", no_args_is_help=True)
@@ -214,14 +270,14 @@ def sim(
 def print_rounds(report: dict) -> None:
     from rich.table import Table
 
-    table = Table(title="rounds")
-    for col in ("round", "leader", "attempts", "participants", "accuracy", "gas", "seconds", "model sha256"):
-        table.add_column(col)
+    table = Table(title="rounds", title_justify="left")
+    for col in ("round", "leader", "attempts", "updates", "accuracy", "gas", "seconds", "global model sha256"):
+        table.add_column(col, no_wrap=True)
     for r in report["rounds"]:
-        table.add_row(str(r["round"]), r["leader"], ", ".join(f"{a['leader']}:{a['outcome']}" for a in r["attempts"]),
-                      str(len(r["participants"])), f"{r['accuracy']:.4f}", f"{r['gas_used']:,}",
-                      f"{r['seconds']['total']:.1f}", r["model_sha256"][:16])
-    Console().print(table)
+        attempts = " ".join(f"{a['leader']}:{a['outcome']}" for a in r["attempts"])
+        table.add_row(str(r["round"]), r["leader"], attempts, str(len(r["participants"])), f"{r['accuracy']:.4f}",
+                      f"{r['gas_used']:,}", f"{r['seconds']['total']:.1f}", r["model_sha256"][:16])
+    Console(width=140).print(table)
 
 
 def main() -> None:
