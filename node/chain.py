@@ -464,7 +464,9 @@ class ChainClient:
     def _send(self, fn, fn_name: str) -> tuple[TxResult, Any]:
         sender = self.sender
         try:
-            gas = self._rpc(lambda: fn.estimate_gas({"from": sender}))
+            # Against the pending block: its timestamp is now, while an automining devnet's latest
+            # block can be old, and deadline checks (close, timeout) must see the current time.
+            gas = self._rpc(lambda: fn.estimate_gas({"from": sender}, block_identifier="pending"))
         except ContractLogicError as exc:
             raise self._decode_revert(exc, fn_name) from None
         for attempt in range(5):

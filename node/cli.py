@@ -246,8 +246,17 @@ def sim(
     mu: float = typer.Option(0.0, min=0.0, help="FedProx proximal term (0 = plain FedAvg training)."),
     out: Path = typer.Option(Path("runs/sim"), help="Run directory: report, plot, chain state and IPFS repos."),
     timeout: float = typer.Option(1800.0, help="Give up after this many seconds."),
-    restart_org: Optional[str] = typer.Option(None, help="Fault: kill NAME's node process (SIGKILL) when round ROUND opens and restart it, e.g. org2@2."),
     submission_window: int = typer.Option(60, min=1, help="Seconds a round accepts updates before it may close with fewer than all organisations."),
+    aggregation_window: int = typer.Option(30, min=1, help="Seconds an elected leader has to publish before anyone may time it out."),
+    verification_window: int = typer.Option(30, min=1, help="Seconds the verifiers have to attest."),
+    restart_org: Optional[str] = typer.Option(None, help="Fault: SIGKILL NAME's node process when round ROUND opens and restart it, e.g. org2@2.", rich_help_panel="Faults and attacks"),
+    drop_org: Optional[str] = typer.Option(None, help="Fault: SIGKILL NAME's node process when round ROUND opens, for good, e.g. org3@2.", rich_help_panel="Faults and attacks"),
+    kill_leader_at: Optional[int] = typer.Option(None, help="Fault: SIGKILL the elected leader of this round before it publishes.", rich_help_panel="Faults and attacks"),
+    byzantine_leader_at: Optional[str] = typer.Option(None, help="Attack: the first leader of these rounds publishes a wrong aggregate: 3, 2,4 or all.", rich_help_panel="Faults and attacks"),
+    attackers: int = typer.Option(0, min=0, help="Attack: the last K organisations send poisoned updates (see --attack).", rich_help_panel="Faults and attacks"),
+    attack: str = typer.Option("signflip", help="signflip, scale:X, noise:SIGMA, labelflip, or malformed:KIND (malformed:cycle tries a different kind each round).", rich_help_panel="Faults and attacks"),
+    restart_chain_at: Optional[int] = typer.Option(None, help="Fault: stop the chain node when this round opens and restart it from its state file.", rich_help_panel="Faults and attacks"),
+    restart_ipfs: Optional[str] = typer.Option(None, help="Fault: restart NAME's IPFS node when round ROUND opens, e.g. org1@2.", rich_help_panel="Faults and attacks"),
 ) -> None:
     """Simulate a consortium on this machine: N organisations, each a separate node process with its
     own key and IPFS node, federate on a local Anvil chain. Writes OUT/report.json and OUT/accuracy.png."""
@@ -256,7 +265,10 @@ def sim(
     opts = SimOptions(orgs=orgs, rounds=rounds, task=task, data=data, partition=partition, rule=rule,
                       rule_params=rule_params, verifiers=verifiers, quorum=quorum, seed=seed, out=str(out),
                       epochs=epochs, lr=lr, batch_size=batch_size, mu=mu, timeout=timeout,
-                      restart_org=restart_org, submission_window=submission_window)
+                      submission_window=submission_window, aggregation_window=aggregation_window,
+                      verification_window=verification_window, restart_org=restart_org, drop_org=drop_org,
+                      kill_leader_at=kill_leader_at, byzantine_leader_at=byzantine_leader_at, attackers=attackers,
+                      attack=attack, restart_chain_at=restart_chain_at, restart_ipfs=restart_ipfs)
     started = __import__("time").time()
     try:
         report = run_sim(opts, say=lambda line: console.print(f"[dim]{__import__('time').time() - started:6.1f}s[/dim] {line}"))

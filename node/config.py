@@ -7,6 +7,7 @@ password comes from `prompt`, `env:VAR` or `file:PATH`.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ class NodeConfig:
     poll_seconds: float = 0.2
     keep_others_updates: bool = False
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    adversary: dict = field(default_factory=dict)  # fault/attack experiments only; see node/adversary.py
 
     @classmethod
     def load(cls, path: Path) -> "NodeConfig":
@@ -92,6 +94,7 @@ class NodeConfig:
             partition_seed=int(task.get("partition_seed", 0)),
             poll_seconds=float(org.get("poll_seconds", 0.2)),
             training=training,
+            adversary=dict(doc.get("adversary", {})),
         )
 
     def to_toml(self) -> str:
@@ -134,4 +137,7 @@ class NodeConfig:
             "",
             "[training]",
         ] + [f"{k} = {v}" for k, v in t.items()]
+        if self.adversary:
+            lines += ["", "# This organisation MISBEHAVES on purpose (fault/attack experiment).", "[adversary]"]
+            lines += [f"{k} = {json.dumps(v)}" for k, v in self.adversary.items()]
         return "\n".join(lines) + "\n"

@@ -19,9 +19,10 @@ import numpy as np
 
 from fedledger.aggregation.registry import aggregate, aggregates_match, tolerance
 
-from .chain import ChainClient, ContractRevert, Phase
+from .adversary import Adversary, malformed_update
+from .chain import ChainClient, ChainError, ContractRevert, Phase
 from .ipfs import IpfsClient, IpfsTimeout, StorageError
-from .modelfile import ModelSpec, open_model, read_model, write_model_file
+from .modelfile import ModelSpec, open_model, read_model, sha256_bytes, write_model_file
 
 log = logging.getLogger("fedledger.node")
 
@@ -60,6 +61,7 @@ class Peer:
         fetch_timeout: float = 60.0,
         keep_others_updates: bool = False,
         seed: int = 0,
+        adversary: Adversary | None = None,
     ):
         self.name = name
         self.chain = chain
@@ -73,6 +75,7 @@ class Peer:
         self.fetch_timeout = fetch_timeout
         self.keep_others_updates = keep_others_updates
         self.seed = seed
+        self.adversary = adversary or Adversary()
         self.me = chain.sender
         self.config = chain.task_config(task)
         self.spec = ModelSpec.from_json(self._fetch_bytes(self.config.model_spec_cid))
@@ -86,9 +89,15 @@ class Peer:
         """Play every role this member has until the task completes."""
         log.info("%s joins task %d as %s (rule %s)", self.name, self.task, self.me, self.config.rule_id)
         while not should_stop():
-            if self.tick():
-                log.info("%s: task %d completed", self.name, self.task)
-                return
+            try:
+                if self.tick():
+                    log.info("%s: task %d completed", self.name, self.task)
+                    return
+            except (ChainError, StorageError, OSError) as exc:
+                # The chain node or our IPFS node is down or restarting: nothing is lost, the next
+                # tick re-derives where the round stands.
+                log.warning("%s: %s; retrying", self.name, exc)
+                time.sleep(1.0)
             time.sleep(self.poll_seconds)
 
     def tick(self) -> bool:
@@ -125,7 +134,21 @@ class Peer:
                 "rule": self.config.rule_id, "member": self.me, "num_samples": str(result.num_samples)}
         path = self.work_dir / "updates" / f"round{rnd}.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
-        sha = write_model_file(path, result.weights, meta)
+        weights = result.weights
+        if self.adversary.attack:
+            weights = self.adversary.poison(parent, weights, seed=self.seed * 7919 + rnd)
+        kind = self.adversary.malformed_kind(rnd)
+        if kind:
+            data = malformed_update(kind, weights, meta, self.spec.max_bytes) if kind != "hash_mismatch" else b""
+            if kind == "hash_mismatch":
+                write_model_file(path, weights, meta)
+                sha = sha256_bytes(b"not these bytes")
+            else:
+                path.write_bytes(data)
+                sha = sha256_bytes(data)
+            log.warning("%s round %d: ADVERSARY submits a malformed update (%s)", self.name, rnd, kind)
+        else:
+            sha = write_model_file(path, weights, meta)
         cid = self.ipfs.add_file(path)
         self.ipfs.pin_add(cid)
         t_upload = time.perf_counter()
@@ -137,7 +160,7 @@ class Peer:
                 return
             raise
         t_chain = time.perf_counter()
-        evaluation = self.trainer.evaluate(result.weights)
+        evaluation = self.trainer.evaluate(result.weights)  # the honest local model, whatever was sent
         log.info("%s round %d: submitted update %s (sha %s, %d samples, local accuracy %.3f, train %.2fs)",
                  self.name, rnd, cid, sha[:12], result.num_samples, evaluation.accuracy, t_train - t_fetch)
         self._record(round=rnd, event="submitted", cid=cid, sha256=sha, num_samples=result.num_samples,
@@ -158,7 +181,17 @@ class Peer:
 
     def lead(self, rnd: int, info, parent_sha: str) -> None:
         self._done_steps.add(("lead", rnd, info.epoch, info.attempt))
+        if rnd in self.adversary.hold_before_publish_rounds and info.attempt == 0:
+            log.warning("%s round %d: elected leader, stalling before publishing (fault injection)", self.name, rnd)
+            self._record(round=rnd, event="stalled", attempt=info.attempt, epoch=info.epoch)
+            time.sleep(max(0.0, info.deadline - time.time()) + 5)
+            return
         result = self.compute_aggregate(rnd, parent_sha)
+        if rnd in self.adversary.byzantine_leader_rounds and info.attempt == 0:
+            tensors, meta = read_model(result.path, result.sha256, self.spec)
+            cheat = {k: (np.asarray(v) + np.asarray(0.05, dtype=v.dtype)).astype(v.dtype) for k, v in tensors.items()}
+            result.sha256 = write_model_file(result.path, cheat, meta)
+            log.warning("%s round %d: ADVERSARY leader publishes a wrong aggregate", self.name, rnd)
         t0 = time.perf_counter()
         cid = self.ipfs.add_file(result.path)
         self.ipfs.pin_add(cid)
@@ -203,7 +236,8 @@ class Peer:
         log.info("%s round %d: verifier of attempt %d %s (%s)", self.name, rnd, info.attempt,
                  "agrees" if agree else "DISAGREES", reason)
         self._record(round=rnd, event="attested", attempt=info.attempt, epoch=info.epoch, agree=agree,
-                     reason=reason, gas_used=tx.gas_used,
+                     reason=reason, gas_used=tx.gas_used, included=[u.sha256 for u in mine.included],
+                     excluded=[{"member": u.member, "sha256": u.sha256, "reason": why} for u, why in mine.excluded],
                      seconds={**mine.seconds, "verify": t1 - t0, "chain": time.perf_counter() - t1})
 
     # ------------------------------------------------------- shared by both

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .adversary import Adversary, flip_labels
 from .config import NodeConfig
 from .deploy import Deployment
 from .ipfs import IpfsClient
@@ -25,10 +26,14 @@ def build_peer(cfg: NodeConfig) -> Peer:
     X_train, y_train, X_test, y_test = spec.load_data(cfg.data)
     parts = partition(y_train, cfg.num_orgs, cfg.partition, cfg.partition_seed)
     mine = parts[cfg.org_index]
-    trainer = spec.trainer((X_train[mine], y_train[mine]), (X_test, y_test))
+    adversary = Adversary.from_dict(cfg.adversary)
+    y_mine = y_train[mine]
+    if adversary.attack == "labelflip":
+        y_mine = flip_labels(y_mine, spec.num_classes)
+    trainer = spec.trainer((X_train[mine], y_mine), (X_test, y_test))
     t = cfg.training
     fit = FitConfig(local_epochs=t.epochs, lr=t.lr, momentum=t.momentum, batch_size=t.batch_size, mu=t.mu,
                     seed=t.seed)
     return Peer(cfg.name, chain, ipfs, cfg.task, cfg.work_dir, trainer, fit, from_block=dep.block,
                 poll_seconds=cfg.poll_seconds, keep_others_updates=cfg.keep_others_updates,
-                seed=t.seed * 1000 + cfg.org_index)
+                seed=t.seed * 1000 + cfg.org_index, adversary=adversary)

@@ -56,7 +56,15 @@ class SimOptions:
     aggregation_window: int = 30
     verification_window: int = 30
     timeout: float = 1800.0
-    restart_org: str | None = None  # "NAME@ROUND": kill that node process (SIGKILL) when ROUND opens, then restart it
+    # Faults and attacks, each on real processes (see `fedledger sim --help`):
+    restart_org: str | None = None  # "NAME@ROUND": SIGKILL that node process when ROUND opens, then restart it
+    drop_org: str | None = None  # "NAME@ROUND": SIGKILL that node process when ROUND opens, for good
+    kill_leader_at: int | None = None  # SIGKILL the elected leader of ROUND before it publishes
+    byzantine_leader_at: str | None = None  # "3", "2,4" or "all": the first leader of those rounds cheats
+    attackers: int = 0  # the last K organisations attack ...
+    attack: str = "signflip"  # ... with signflip | scale:X | noise:SIGMA | labelflip | malformed:KIND|cycle
+    restart_chain_at: int | None = None  # stop the chain node (state written) when ROUND opens, start it again
+    restart_ipfs: str | None = None  # "NAME@ROUND": restart that organisation's IPFS node when ROUND opens
 
 
 class SimError(RuntimeError):
@@ -129,8 +137,10 @@ def run_sim(opts: SimOptions, say: Callable[[str], None] = print) -> dict:
         defaults = task_spec.default_config
         training = TrainingConfig(epochs=opts.epochs, lr=opts.lr or defaults.lr, momentum=defaults.momentum,
                                   batch_size=opts.batch_size or defaults.batch_size, mu=opts.mu, seed=opts.seed)
+        adversaries = plan_adversaries(opts, names)
         for i, (name, daemon) in enumerate(zip(names, daemons)):
             cfg = NodeConfig(
+                adversary=adversaries.get(name, {}),
                 name=name, work_dir=out / "orgs" / name, rpc_url=anvil.rpc_url, deployment=out / "deployment.json",
                 ipfs_api=daemon.api_url, keystore=out / "orgs" / name / "keystore.json",
                 password=f"env:{PASSWORD_ENV}", task=task_id, builtin=opts.task, data=opts.data,
@@ -142,8 +152,9 @@ def run_sim(opts: SimOptions, say: Callable[[str], None] = print) -> dict:
             procs[name] = spawn_node(path, out / "orgs" / name / "node.log", password)
         say(f"started {opts.orgs} node processes (logs in {out / 'orgs'}/*/node.log)")
 
-        faults: list[dict] = []
-        finalized_at = watch(admin, task_id, opts, procs, say, faults, out, password)
+        faults: list[dict] = [{"fault": "adversary", "org": n, **a} for n, a in adversaries.items()]
+        injector = FaultInjector(opts, names, members, procs, anvil, daemons, out, password, say, faults)
+        finalized_at = watch(admin, task_id, opts, procs, say, injector)
         for name, p in procs.items():
             try:
                 p.wait(timeout=30)
@@ -203,36 +214,150 @@ def parse_fault(spec: str | None, names: list[str]) -> tuple[str, int] | None:
     return name, int(rnd)
 
 
+def parse_rounds(spec: str | None, rounds: int) -> list[int]:
+    if not spec:
+        return []
+    if spec == "all":
+        return list(range(1, rounds + 1))
+    try:
+        return [int(x) for x in spec.split(",")]
+    except ValueError:
+        raise SimError(f"rounds {spec!r}: expected 'all' or a comma-separated list like 2,4") from None
+
+
+def plan_adversaries(opts: SimOptions, names: list[str]) -> dict[str, dict]:
+    """Which organisation misbehaves how: written into its node config's [adversary] section."""
+    plan: dict[str, dict] = {}
+    if opts.attackers:
+        if opts.attackers >= len(names):
+            raise SimError(f"--attackers {opts.attackers} leaves no honest organisation out of {len(names)}")
+        kind, _, arg = opts.attack.partition(":")
+        entry = {"malformed": arg or "cycle"} if kind == "malformed" else {"attack": opts.attack}
+        from .adversary import Adversary
+
+        Adversary.from_dict(entry)  # validate before anything starts
+        for name in names[-opts.attackers:]:
+            plan.setdefault(name, {}).update(entry)
+    byz = parse_rounds(opts.byzantine_leader_at, opts.rounds)
+    hold = [opts.kill_leader_at] if opts.kill_leader_at else []
+    for name in names:
+        if byz:
+            plan.setdefault(name, {})["byzantine_leader_rounds"] = byz
+        if hold:
+            plan.setdefault(name, {})["hold_before_publish_rounds"] = hold
+    return plan
+
+
+class FaultInjector:
+    """Applies the requested faults to real processes as the chain reaches the given rounds."""
+
+    def __init__(self, opts: SimOptions, names, members, procs, anvil, daemons, out: Path, password: str,
+                 say: Callable[[str], None], faults: list[dict]):
+        self.opts, self.names, self.procs, self.anvil, self.out = opts, names, procs, anvil, out
+        self.daemons = {d.name: d for d in daemons}
+        self.name_of = dict(zip(members, names))
+        self.password, self.say, self.faults = password, say, faults
+        self.restart = parse_fault(opts.restart_org, names)
+        self.drop = parse_fault(opts.drop_org, names)
+        self.ipfs = parse_fault(opts.restart_ipfs, names)
+        self.kill_leader_at = opts.kill_leader_at
+        self.chain_at = opts.restart_chain_at
+        self.killed_leader: dict | None = None
+
+    def _kill(self, name: str) -> None:
+        self.procs[name].kill()
+        self.procs[name].wait()
+
+    def _respawn(self, name: str) -> None:
+        self.procs[name] = spawn_node(self.out / "orgs" / name / "node.toml", self.out / "orgs" / name / "node.log",
+                                      self.password)
+
+    def step(self, state, info) -> None:
+        rnd = state.current_round
+        if self.restart and rnd == self.restart[1]:
+            name = self.restart[0]
+            self._kill(name)
+            self._respawn(name)
+            self.say(f"fault: killed {name}'s node process (SIGKILL) as round {rnd} opened; restarted it")
+            self.faults.append({"round": rnd, "fault": "restart_org", "org": name, "time": time.time()})
+            self.restart = None
+        if self.drop and rnd == self.drop[1]:
+            name = self.drop[0]
+            self._kill(name)
+            self.say(f"fault: killed {name}'s node process (SIGKILL) for good as round {rnd} opened")
+            self.faults.append({"round": rnd, "fault": "drop_org", "org": name, "time": time.time()})
+            self.drop = None
+        if self.ipfs and rnd == self.ipfs[1]:
+            name = self.ipfs[0]
+            daemon = self.daemons[name]
+            t0 = time.time()
+            daemon.stop()
+            daemon.start()
+            connect_all(list(self.daemons.values()))
+            self.say(f"fault: restarted {name}'s IPFS node ({time.time() - t0:.1f} s)")
+            self.faults.append({"round": rnd, "fault": "restart_ipfs", "org": name, "time": t0,
+                                "seconds": round(time.time() - t0, 2)})
+            self.ipfs = None
+        if self.chain_at and rnd == self.chain_at:
+            t0 = time.time()
+            self.anvil.stop()  # SIGTERM: Anvil writes its state file
+            self.anvil.start()  # same port, state restored from the file
+            self.say(f"fault: restarted the chain node from its state file ({time.time() - t0:.1f} s)")
+            self.faults.append({"round": rnd, "fault": "restart_chain", "time": t0, "seconds": round(time.time() - t0, 2)})
+            self.chain_at = None
+        if (self.kill_leader_at and rnd == self.kill_leader_at and info is not None
+                and info.phase == Phase.AGGREGATION and info.attempt == 0 and info.leader):
+            name = self.name_of[info.leader]
+            self._kill(name)
+            self.say(f"fault: killed round {rnd}'s elected leader {name} (SIGKILL) before it published")
+            self.killed_leader = {"round": rnd, "fault": "kill_leader", "org": name, "time": time.time(),
+                                  "deadline": info.deadline}
+            self.faults.append(self.killed_leader)
+            self.kill_leader_at = None
+
+    def round_finalized(self, rnd: int, when: float) -> None:
+        k = self.killed_leader
+        if k and k["round"] == rnd and "failover_seconds" not in k:
+            k["failover_seconds"] = round(when - k["time"], 2)
+            k["finalized_after_deadline_seconds"] = round(when - k["deadline"], 2)
+            self._respawn(k["org"])  # the organisation comes back for the next rounds
+            self.say(f"round {rnd} finalized {k['failover_seconds']:.1f} s after its leader was killed; "
+                     f"{k['org']} restarted")
+
+
 def watch(admin: ChainClient, task: int, opts: SimOptions, procs: dict, say: Callable[[str], None],
-          faults: list[dict], out: Path, password: str) -> dict[int, float]:
+          injector: FaultInjector | None = None) -> dict[int, float]:
     """Follow the task on chain until it completes; returns when each round finalized (wall clock).
     Injects the requested faults on real processes along the way."""
+    from .chain import ChainError
+
     deadline = time.time() + opts.timeout
-    restart = parse_fault(opts.restart_org, list(procs))
     finalized_at: dict[int, float] = {0: time.time()}
     last_line = ""
     while True:
-        state = admin.task_state(task)
+        try:
+            state = admin.task_state(task)
+            info = None if state.completed else admin.round_info(task, state.current_round)
+        except ChainError:
+            time.sleep(0.5)  # the chain node is restarting
+            continue
         done_rounds = state.current_round - (0 if state.completed else 1)
         for r in range(1, done_rounds + 1):
-            finalized_at.setdefault(r, time.time())
+            if r not in finalized_at:
+                finalized_at[r] = time.time()
+                if injector:
+                    injector.round_finalized(r, finalized_at[r])
         if state.completed:
             say(f"round {state.current_round}/{opts.rounds} finalized: task completed")
             return finalized_at
-        if restart and state.current_round == restart[1]:
-            name = restart[0]
-            procs[name].kill()
-            procs[name].wait()
-            say(f"fault: killed {name}'s node process (SIGKILL) as round {restart[1]} opened; restarting it")
-            cfg_path = out / "orgs" / name / "node.toml"
-            procs[name] = spawn_node(cfg_path, out / "orgs" / name / "node.log", password)
-            faults.append({"round": restart[1], "fault": "restart_org", "org": name, "time": time.time()})
-            restart = None
-        info = admin.round_info(task, state.current_round)
+        if injector:
+            injector.step(state, info)
         line = (f"round {state.current_round}/{opts.rounds}: {info.phase.name.lower()}, "
                 f"{info.count}/{opts.orgs} updates")
         if info.phase in (Phase.AGGREGATION, Phase.VERIFICATION):
             line += f", leader {info.leader[:10]} (attempt {info.attempt})"
+        if info.epoch:
+            line += f", epoch {info.epoch}"
         if line != last_line:
             say(line)
             last_line = line
