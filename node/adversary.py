@@ -116,7 +116,7 @@ def malformed_update(kind: str, tensors: Mapping[str, np.ndarray], meta: Mapping
         changed[name] = np.zeros(tuple(d + 1 for d in tensors[name].shape), dtype=tensors[name].dtype)
         return write_model(changed, meta)
     if kind == "wrong_dtype":
-        return write_model({k: np.asarray(v, dtype=np.float64) for k, v in tensors.items()}, meta)
+        return write_model({k: np.asarray(v, dtype=np.float16) for k, v in tensors.items()}, meta)
     if kind in ("nan", "inf"):
         name = sorted(tensors)[0]
         changed = {k: np.array(v, copy=True) for k, v in tensors.items()}

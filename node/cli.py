@@ -292,6 +292,11 @@ def print_rounds(report: dict) -> None:
     Console(width=140).print(table)
 
 
+from .audit import register as _register_audit  # noqa: E402  (heavy imports happen inside the command)
+
+_register_audit(app)
+
+
 def main() -> None:
     app()
 

@@ -11,37 +11,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from fedledger.aggregation.registry import aggregate, aggregates_match, tolerance
+from fedledger.aggregation.registry import aggregates_match, tolerance
 
 from .adversary import Adversary, malformed_update
 from .chain import ChainClient, ChainError, ContractRevert, Phase
-from .ipfs import IpfsClient, IpfsTimeout, StorageError
-from .modelfile import ModelSpec, open_model, read_model, sha256_bytes, write_model_file
+from .ipfs import IpfsClient, StorageError
+from .modelfile import ModelSpec, read_model, sha256_bytes, write_model_file
+from .recompute import AggregateResult, UpdateRecord, build_aggregate
 
 log = logging.getLogger("fedledger.node")
-
-
-@dataclass
-class UpdateRecord:
-    member: str
-    cid: str
-    sha256: str
-    num_samples: int
-
-
-@dataclass
-class AggregateResult:
-    path: Path
-    sha256: str
-    included: list[UpdateRecord]
-    excluded: list[tuple[UpdateRecord, str]]  # (update, reason code)
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 class Peer:
@@ -249,43 +232,22 @@ class Peer:
                 if e["round"] == rnd]
 
     def compute_aggregate(self, rnd: int, parent_sha: str) -> AggregateResult:
-        """Fetch, check and aggregate every update of the round. Invalid updates are excluded by
-        the same deterministic rule on every node: the content decides, via ModelRejected codes."""
-        t0 = time.perf_counter()
-        included: list[UpdateRecord] = []
-        readers = []
-        excluded: list[tuple[UpdateRecord, str]] = []
-        for upd in self.round_updates(rnd):
+        """Fetch, check and aggregate every update of the round exactly as every other leader, verifier
+        and auditor does (recompute.build_aggregate): the content decides, via ModelRejected codes."""
+
+        def fetch(upd: UpdateRecord) -> Path:
             path = self.work_dir / "updates" / f"r{rnd}-{upd.sha256}.safetensors"
-            expected_meta = {"task": str(self.task), "round": str(rnd), "parent": parent_sha, "member": upd.member}
-            try:
-                if not path.exists():
-                    self.ipfs.cat_to_file(upd.cid, path, expected_sha256=upd.sha256, max_bytes=self.spec.max_bytes,
-                                          timeout=self.fetch_timeout)
-                readers.append(open_model(path, upd.sha256, self.spec, expected_meta=expected_meta))
-                included.append(upd)
-            except IpfsTimeout:
-                excluded.append((upd, "unavailable"))
-            except StorageError as exc:  # IntegrityError, ModelRejected, size limits: a stable code
-                excluded.append((upd, exc.reason_code))
-        for upd, why in excluded:
+            if not path.exists():
+                self.ipfs.cat_to_file(upd.cid, path, expected_sha256=upd.sha256, max_bytes=self.spec.max_bytes,
+                                      timeout=self.fetch_timeout)
+            return path
+
+        result = build_aggregate(task=self.task, rnd=rnd, parent_sha=parent_sha, rule_id=self.config.rule_id,
+                                 rule_params=self.config.rule_params, spec=self.spec, updates=self.round_updates(rnd),
+                                 fetch=fetch, out=self.work_dir / "aggregates" / f"round{rnd}.safetensors")
+        for upd, why in result.excluded:
             log.warning("%s round %d: excluding update of %s (%s)", self.name, rnd, upd.member, why)
-        if not included:
-            raise RuntimeError(f"round {rnd}: no valid update to aggregate")
-        t1 = time.perf_counter()
-        try:
-            tensors = aggregate(self.config.rule_id, self.config.rule_params, readers,
-                                [u.num_samples for u in included], [u.sha256 for u in included])
-        finally:
-            for r in readers:
-                r.close()
-        meta = {"kind": "global", "task": str(self.task), "round": str(rnd), "parent": parent_sha,
-                "rule": self.config.rule_id}
-        out = self.work_dir / "aggregates" / f"round{rnd}.safetensors"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        sha = write_model_file(out, tensors, meta)
-        t2 = time.perf_counter()
-        return AggregateResult(out, sha, included, excluded, {"fetch": t1 - t0, "aggregate": t2 - t1})
+        return result
 
     # -------------------------------------------------------------- watchdog
 

@@ -1,0 +1,113 @@
+"""Faults and adversaries on a real chain and real IPFS: nothing lost, nothing let in.
+
+The malformed-update test drives real Peer objects (chain client, IPFS client, model format,
+trainer) in one process, ticking them in turn, so that thirteen rounds take seconds; the other
+tests run the whole federation as separate node processes through `run_sim`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from eth_account import Account
+
+from fedledger.aggregation.registry import encode_params
+from fedledger.node.audit import audit_run
+from fedledger.node.adversary import MALFORMED_KINDS, Adversary
+from fedledger.node.chain import ChainClient, TaskConfig
+from fedledger.node.ipfs import IpfsClient
+from fedledger.node.modelfile import ModelSpec, write_model_file
+from fedledger.node.partition import partition
+from fedledger.node.peer import Peer
+from fedledger.node.sim import SimOptions, run_sim
+from fedledger.node.tasks import get_task
+
+KINDS = list(MALFORMED_KINDS)
+
+
+@pytest.mark.chain
+@pytest.mark.ipfs
+@pytest.mark.timeout(600)
+def test_every_kind_of_malformed_update_is_excluded_by_leader_and_verifiers_alike(ledger, ipfs_node, tmp_path):
+    spec_task = get_task("digits-mlp")
+    ipfs = IpfsClient(ipfs_node.api_url)
+    genesis = spec_task.genesis_weights(0)
+    model_spec = ModelSpec.from_tensors(genesis)
+    gpath = tmp_path / "genesis.safetensors"
+    gsha = write_model_file(gpath, genesis, {"kind": "genesis", "task": "0", "round": "0", "rule": "fedavg"})
+    gcid, spec_cid = ipfs.add_file(gpath), ipfs.add_bytes(model_spec.to_json())
+    admin = ledger.admin
+    for i in (1, 2, 3, 4):
+        admin.add_member(ledger.accounts[i].address, f"org{i}")
+    task, _ = admin.create_task(TaskConfig(spec_cid, gcid, gsha, "fedavg", encode_params("fedavg", {}), 4, 4,
+                                           3600, 3600, 3600, 2, 2, len(KINDS)))
+    X, y, Xt, yt = spec_task.load_data(None)
+    parts = partition(y, 4, "iid", 0)
+    peers = []
+    for i in range(4):
+        adversary = Adversary(malformed="cycle") if i == 3 else Adversary()
+        peers.append(Peer(f"org{i + 1}", ledger.client(i + 1), ipfs, task, tmp_path / f"org{i + 1}",
+                          spec_task.trainer((X[parts[i]], y[parts[i]]), (Xt, yt)), spec_task.default_config,
+                          seed=i, adversary=adversary, fetch_timeout=5))
+    for _ in range(2000):
+        if all([p.tick() for p in peers]):
+            break
+    else:
+        pytest.fail("the task did not complete")
+
+    attacker = ledger.accounts[4].address
+    # The attacker submits garbage but leads and verifies honestly (it wants its own rounds to finalize).
+    records = [json.loads(line) for p in peers for line in p.metrics_path.read_text().splitlines()]
+    for rnd, kind in enumerate(KINDS, start=1):
+        expected = MALFORMED_KINDS[kind]
+        published = [r for r in records if r["round"] == rnd and r["event"] == "published"]
+        attested = [r for r in records if r["round"] == rnd and r["event"] == "attested"]
+        assert len(published) == 1 and len(attested) == 2, (kind, published, attested)
+        for r in published + attested:
+            assert [(x["member"], x["reason"]) for x in r["excluded"]] == [(attacker, expected)], (kind, r)
+            assert len(r["included"]) == 3
+        assert all(r["agree"] for r in attested), kind
+    state = admin.task_state(task)
+    assert state.completed and state.current_round == len(KINDS)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)
+def test_killed_and_byzantine_leaders_are_replaced_and_no_update_is_lost(tmp_path):
+    out = tmp_path / "run"
+    report = run_sim(SimOptions(orgs=4, rounds=3, out=str(out), seed=3, kill_leader_at=2, aggregation_window=10,
+                                byzantine_leader_at="3"), say=lambda _: None)
+    rounds = {r["round"]: r for r in report["rounds"]}
+    # Round 2: the killed leader timed out; the next candidate finalized within one aggregation window
+    # after the deadline, from all four updates (nothing lost).
+    assert [a["outcome"] for a in rounds[2]["attempts"]] == ["timed_out", "finalized"]
+    kill = next(f for f in report["faults"] if f["fault"] == "kill_leader")
+    assert kill["org"] == rounds[2]["attempts"][0]["leader"]
+    assert kill["finalized_after_deadline_seconds"] <= 10 + 5
+    assert len(rounds[2]["participants"]) == 4
+    # Round 3: the cheating leader was rejected by the verifiers; the next candidate's aggregate stands.
+    assert [a["outcome"] for a in rounds[3]["attempts"]] == ["rejected", "finalized"]
+    attests = [json.loads(line) for org in ("org1", "org2", "org3", "org4")
+               for line in (out / "orgs" / org / "metrics.jsonl").read_text().splitlines()]
+    rejected = [a for a in attests if a["event"] == "attested" and a["round"] == 3 and a["attempt"] == 0]
+    assert rejected and not any(a["agree"] for a in rejected)
+    assert rounds[3]["accuracy"] >= rounds[1]["accuracy"]
+    # The lineage of the whole run verifies from chain events and IPFS alone, failed attempts included.
+    audit = audit_run(out)
+    assert audit.ok, audit.first_failure
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)
+def test_federation_survives_chain_node_and_ipfs_node_restarts(tmp_path):
+    out = tmp_path / "run"
+    report = run_sim(SimOptions(orgs=3, rounds=3, out=str(out), seed=4, restart_chain_at=2, restart_ipfs="org2@3"),
+                     say=lambda _: None)
+    kinds = [f["fault"] for f in report["faults"]]
+    assert kinds == ["restart_chain", "restart_ipfs"]
+    assert [r["round"] for r in report["rounds"]] == [1, 2, 3]
+    assert all(len(r["participants"]) == 3 for r in report["rounds"])
+    assert report["rounds"][1]["parent_sha256"] == report["rounds"][0]["model_sha256"]
+    audit = audit_run(out)
+    assert audit.ok, audit.first_failure
