@@ -244,6 +244,7 @@ def sim(
     lr: Optional[float] = typer.Option(None, help="Local learning rate (default: the task's)."),
     batch_size: Optional[int] = typer.Option(None, help="Local batch size (default: the task's)."),
     mu: float = typer.Option(0.0, min=0.0, help="FedProx proximal term (0 = plain FedAvg training)."),
+    fedcurv_lambda: float = typer.Option(0.0, min=0.0, help="FedCurv penalty (0 = off); updates then carry Fisher terms, summed at aggregation."),
     out: Path = typer.Option(Path("runs/sim"), help="Run directory: report, plot, chain state and IPFS repos."),
     timeout: float = typer.Option(1800.0, help="Give up after this many seconds."),
     submission_window: int = typer.Option(60, min=1, help="Seconds a round accepts updates before it may close with fewer than all organisations."),
@@ -264,11 +265,16 @@ def sim(
 
     opts = SimOptions(orgs=orgs, rounds=rounds, task=task, data=data, partition=partition, rule=rule,
                       rule_params=rule_params, verifiers=verifiers, quorum=quorum, seed=seed, out=str(out),
-                      epochs=epochs, lr=lr, batch_size=batch_size, mu=mu, timeout=timeout,
+                      epochs=epochs, lr=lr, batch_size=batch_size, mu=mu, fedcurv_lambda=fedcurv_lambda, timeout=timeout,
                       submission_window=submission_window, aggregation_window=aggregation_window,
                       verification_window=verification_window, restart_org=restart_org, drop_org=drop_org,
                       kill_leader_at=kill_leader_at, byzantine_leader_at=byzantine_leader_at, attackers=attackers,
                       attack=attack, restart_chain_at=restart_chain_at, restart_ipfs=restart_ipfs)
+    import signal as _signal
+
+    # SIGTERM (e.g. from `timeout` or a CI runner) must stop the devnet processes too: raise
+    # SystemExit so the simulation's cleanup runs instead of dying mid-flight.
+    _signal.signal(_signal.SIGTERM, lambda *_: sys.exit(143))
     started = __import__("time").time()
     try:
         report = run_sim(opts, say=lambda line: console.print(f"[dim]{__import__('time').time() - started:6.1f}s[/dim] {line}"))

@@ -25,6 +25,7 @@ class TrainingConfig:
     momentum: float = 0.9
     batch_size: int = 32
     mu: float = 0.0  # FedProx proximal term
+    fedcurv_lambda: float = 0.0  # FedCurv penalty; the task's models then carry fedcurv.* Fisher tensors
     seed: int = 0
 
 

@@ -111,6 +111,11 @@ class Peer:
         t0 = time.perf_counter()
         parent = self._load_model(parent_cid, parent_sha, self.work_dir / "models" / f"{parent_sha}.safetensors")
         t_fetch = time.perf_counter()
+        if rnd > 1 and hasattr(self.trainer, "set_own_fedcurv_terms") and not self.chain.has_submitted(
+                self.task, rnd - 1, self.me):
+            # FedCurv subtracts this member's own Fisher terms from the global sums: only valid if
+            # its previous update is part of the parent model.
+            self.trainer.set_own_fedcurv_terms(None)
         result = self.trainer.fit(parent, self._fit_config(rnd))
         t_train = time.perf_counter()
         meta = {"kind": "update", "task": str(self.task), "round": str(rnd), "parent": parent_sha,

@@ -61,6 +61,41 @@ def global_meta(task: int, rnd: int, parent_sha: str, rule_id: str) -> dict[str,
     return {"kind": "global", "task": str(task), "round": str(rnd), "parent": parent_sha, "rule": rule_id}
 
 
+FEDCURV_PREFIX = "fedcurv."
+
+
+class _Part:
+    """A layer-by-layer view of an update restricted to some of its tensors."""
+
+    def __init__(self, source, names: list[str]):
+        self._source, self._names = source, names
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+    def get_tensor(self, name: str):
+        return self._source.get_tensor(name)
+
+
+def aggregate_with_fedcurv(rule_id: str, rule_params: bytes, readers: Sequence, included: Sequence[UpdateRecord]):
+    """The task's rule over the model tensors; for FedCurv tasks, whose updates also carry
+    `fedcurv.*` Fisher terms, those terms are summed over the members (Shoham et al. 2019), in the
+    same canonical hash order, so verifiers reproduce them bit for bit."""
+    names = list(readers[0].keys())
+    model_names = [n for n in names if not n.startswith(FEDCURV_PREFIX)]
+    curv_names = [n for n in names if n.startswith(FEDCURV_PREFIX)]
+    hashes = [u.sha256 for u in included]
+    weights = [u.num_samples for u in included]
+    if not curv_names:
+        return aggregate(rule_id, rule_params, readers, weights, hashes)
+    from .trainer import sum_fedcurv_terms
+
+    tensors = aggregate(rule_id, rule_params, [_Part(r, model_names) for r in readers], weights, hashes)
+    order = sorted(range(len(readers)), key=lambda i: hashes[i])
+    tensors.update(sum_fedcurv_terms([{n: readers[i].get_tensor(n) for n in curv_names} for i in order]))
+    return tensors
+
+
 def build_aggregate(
     *,
     task: int,
@@ -98,8 +133,7 @@ def build_aggregate(
         if not included:
             raise NoValidUpdate(rnd, excluded)
         t1 = time.perf_counter()
-        tensors = aggregate(rule_id, rule_params, readers, [u.num_samples for u in included],
-                            [u.sha256 for u in included])
+        tensors = aggregate_with_fedcurv(rule_id, rule_params, readers, included)
     finally:
         for r in readers:
             r.close()

@@ -33,7 +33,7 @@ def build_peer(cfg: NodeConfig) -> Peer:
     trainer = spec.trainer((X_train[mine], y_mine), (X_test, y_test))
     t = cfg.training
     fit = FitConfig(local_epochs=t.epochs, lr=t.lr, momentum=t.momentum, batch_size=t.batch_size, mu=t.mu,
-                    seed=t.seed)
+                    seed=t.seed, fedcurv_lambda=t.fedcurv_lambda)
     return Peer(cfg.name, chain, ipfs, cfg.task, cfg.work_dir, trainer, fit, from_block=dep.block,
                 poll_seconds=cfg.poll_seconds, keep_others_updates=cfg.keep_others_updates,
                 seed=t.seed * 1000 + cfg.org_index, adversary=adversary)

@@ -52,6 +52,7 @@ class SimOptions:
     lr: float | None = None
     batch_size: int | None = None
     mu: float = 0.0
+    fedcurv_lambda: float = 0.0
     submission_window: int = 60
     aggregation_window: int = 30
     verification_window: int = 30
@@ -111,6 +112,10 @@ def run_sim(opts: SimOptions, say: Callable[[str], None] = print) -> dict:
         say(f"admitted {opts.orgs} members: {', '.join(names)}")
 
         genesis = task_spec.genesis_weights(opts.seed)
+        if opts.fedcurv_lambda > 0:
+            from .trainer import add_fedcurv_zeros
+
+            genesis = add_fedcurv_zeros(genesis)  # one set of tensor names for every model of the task
         spec = ModelSpec.from_tensors(genesis)
         admin_ipfs = daemons[0].client()
         spec_cid = admin_ipfs.add_bytes(spec.to_json())
@@ -136,7 +141,8 @@ def run_sim(opts: SimOptions, say: Callable[[str], None] = print) -> dict:
 
         defaults = task_spec.default_config
         training = TrainingConfig(epochs=opts.epochs, lr=opts.lr or defaults.lr, momentum=defaults.momentum,
-                                  batch_size=opts.batch_size or defaults.batch_size, mu=opts.mu, seed=opts.seed)
+                                  batch_size=opts.batch_size or defaults.batch_size, mu=opts.mu, seed=opts.seed,
+                                  fedcurv_lambda=opts.fedcurv_lambda)
         adversaries = plan_adversaries(opts, names)
         for i, (name, daemon) in enumerate(zip(names, daemons)):
             cfg = NodeConfig(
@@ -193,7 +199,7 @@ def spawn_node(config_path: Path, log_path: Path, password: str) -> subprocess.P
     return proc
 
 
-def _fund(admin: ChainClient, address: str, wei: int = 1000 * 10**18) -> None:
+def _fund(admin: ChainClient, address: str, wei: int = 100 * 10**18) -> None:
     w3 = admin.w3
     with admin._lock:
         if admin._nonce is None:
