@@ -270,11 +270,6 @@ def sim(
                       verification_window=verification_window, restart_org=restart_org, drop_org=drop_org,
                       kill_leader_at=kill_leader_at, byzantine_leader_at=byzantine_leader_at, attackers=attackers,
                       attack=attack, restart_chain_at=restart_chain_at, restart_ipfs=restart_ipfs)
-    import signal as _signal
-
-    # SIGTERM (e.g. from `timeout` or a CI runner) must stop the devnet processes too: raise
-    # SystemExit so the simulation's cleanup runs instead of dying mid-flight.
-    _signal.signal(_signal.SIGTERM, lambda *_: sys.exit(143))
     started = __import__("time").time()
     try:
         report = run_sim(opts, say=lambda line: console.print(f"[dim]{__import__('time').time() - started:6.1f}s[/dim] {line}"))

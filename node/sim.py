@@ -73,6 +73,20 @@ class SimError(RuntimeError):
 
 
 def run_sim(opts: SimOptions, say: Callable[[str], None] = print) -> dict:
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (`timeout`, a CI runner) must stop the devnet's processes too: turn it into
+        # SystemExit so the cleanup below runs instead of the interpreter dying mid-flight.
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        try:
+            return _run_sim(opts, say)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    return _run_sim(opts, say)
+
+
+def _run_sim(opts: SimOptions, say: Callable[[str], None]) -> dict:
     from .tasks import get_task
 
     out = Path(opts.out).resolve()
