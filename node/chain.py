@@ -11,7 +11,7 @@ import enum
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
@@ -564,7 +564,7 @@ def _plain(name: str, value: Any) -> Any:
         if name == "ruleId":
             return rule_from_bytes32(value)
         return bytes(value).hex()
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # structs in events come back as (nested) AttributeDicts
         return {k: _plain(k, v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(name, v) for v in value]

@@ -296,6 +296,9 @@ def print_rounds(report: dict) -> None:
 from .audit import register as _register_audit  # noqa: E402  (heavy imports happen inside the command)
 
 _register_audit(app)
+from .ops import register as _register_operator_commands  # noqa: E402  keys, init, member, task, ipfs
+
+_register_operator_commands(app)
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from .contracts import repo_root
+from .procs import free_port, node_modules_dir, pid_alive
 
 CHAIN_ID = 31337
 # The well-known Anvil/Hardhat development keys (mnemonic "test test ... junk"): public, funded
@@ -43,21 +42,8 @@ class DevnetError(RuntimeError):
     """A devnet process could not be started, found or stopped; the message says what to do."""
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (the OS picks it; racing processes may still collide)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def node_modules() -> Path:
-    env = os.environ.get("FEDLEDGER_NODE_MODULES")
-    if env:
-        return Path(env)
-    root = repo_root()
-    if root is None:
-        raise DevnetError("cannot find node_modules: set FEDLEDGER_NODE_MODULES or run from a checkout")
-    return root / "node_modules"
+    return node_modules_dir()
 
 
 def anvil_binary() -> Path:
@@ -66,23 +52,6 @@ def anvil_binary() -> Path:
     if not path.exists():
         raise DevnetError(f"Anvil binary not found at {path}: run `make setup` (npm install) first")
     return path
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited child not yet reaped) is not alive.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def stop_pid(pid: int, timeout: float = 15.0) -> None:

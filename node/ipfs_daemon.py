@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from typing import Any
 import httpx
 
 from .ipfs import IpfsClient, StorageError
+from .procs import free_port, node_modules_dir, pid_alive
 
 LOCK_DIR = "repo.lock"  # proper-lockfile's lock (a directory) in ipfs-repo's fs lock
 API_FILE = "api"  # written by the daemon with its API multiaddr; removed on clean exit
@@ -43,14 +43,6 @@ class IpfsDaemonError(StorageError):
     """The dev IPFS node could not be set up, started or stopped; the message says what to do."""
 
     reason_code = "daemon_error"
-
-
-def node_modules_dir() -> Path:
-    """`$FEDLEDGER_NODE_MODULES`, else the checkout's `node_modules` (next to `node/`)."""
-    env = os.environ.get("FEDLEDGER_NODE_MODULES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "node_modules"
 
 
 def jsipfs_cli() -> Path:
@@ -68,28 +60,6 @@ def node_binary() -> str:
     if not found:
         raise IpfsDaemonError("Node.js (`node`) not found on PATH: install Node.js 20, or set FEDLEDGER_NODE_BIN")
     return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # an exited child not yet reaped is a zombie, not a daemon
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -272,7 +242,7 @@ class IpfsDaemon:
 
     def _is_our_daemon(self, pid: int) -> bool:
         """A live js-ipfs daemon process serving this repo (not a recycled PID)."""
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return False
         if self._proc is not None and self._proc.pid == pid:
             return True
@@ -394,7 +364,7 @@ class IpfsDaemon:
                 raise IpfsDaemonError(
                     f"{self.name}: IPFS daemon exited with code {proc.returncode}; last log lines:\n{tail}"
                 )
-            if proc is None and not _pid_alive(pid):
+            if proc is None and not pid_alive(pid):
                 return False
             if self._answers():
                 # The answer must come from this process, not from a daemon that held the repo.
@@ -448,10 +418,10 @@ class IpfsDaemon:
                     return True
                 except subprocess.TimeoutExpired:
                     continue
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 return True
             time.sleep(0.05)
-        return not _pid_alive(pid)
+        return not pid_alive(pid)
 
     def kill(self) -> None:
         """SIGKILL without cleanup, as a crash would; for tests of restart after a crash."""

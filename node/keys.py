@@ -46,9 +46,8 @@ def read_password(source: str) -> str:
             return path.read_text().rstrip("\r\n")
         except OSError as exc:
             raise KeystoreError(f"password source {source!r}: cannot read {path}: {exc.strerror}") from exc
-    raise KeystoreError(
-        f"password source {source!r} is not understood: use 'prompt', 'env:VARIABLE' or 'file:PATH'"
-    )
+    # Never repeat the value: it may be a password typed where its source belongs.
+    raise KeystoreError("the password source is not understood: use 'prompt', 'env:VARIABLE' or 'file:PATH'")
 
 
 def create_keystore(

@@ -22,15 +22,14 @@ from typing import Callable
 
 from eth_account import Account
 
-from fedledger.aggregation.registry import encode_params
-
-from .chain import ChainClient, Phase, TaskConfig
+from .chain import ChainClient, Phase
 from .config import NodeConfig, TrainingConfig
 from .deploy import deploy
 from .devnet import DEV_KEYS, AnvilNode, Devnet, stop_pid
 from .ipfs_daemon import IpfsDaemon, connect_all, start_all
 from .keys import DEV_SCRYPT_N, create_keystore
-from .modelfile import ModelSpec, read_model, write_model_file
+from .modelfile import ModelSpec
+from .ops import OpsError, TaskPlan, create_task, send_ether
 
 PASSWORD_ENV = "FEDLEDGER_SIM_PASSWORD"
 
@@ -132,24 +131,16 @@ def _run_sim(opts: SimOptions, say: Callable[[str], None]) -> dict:
             genesis = add_fedcurv_zeros(genesis)  # one set of tensor names for every model of the task
         spec = ModelSpec.from_tensors(genesis)
         admin_ipfs = daemons[0].client()
-        spec_cid = admin_ipfs.add_bytes(spec.to_json())
-        task_id = admin.task_count()
-        gpath = out / "genesis.safetensors"
-        gsha = write_model_file(gpath, genesis, {"kind": "genesis", "task": str(task_id), "round": "0",
-                                                 "rule": opts.rule})
-        gcid = admin_ipfs.add_file(gpath)
-        for c in (spec_cid, gcid):
-            admin_ipfs.pin_add(c)
-        quorum = opts.quorum if opts.quorum is not None else opts.verifiers
-        config = TaskConfig(
-            model_spec_cid=spec_cid, genesis_cid=gcid, genesis_sha256=gsha, rule_id=opts.rule,
-            rule_params=encode_params(opts.rule, json.loads(opts.rule_params)),
-            min_participants=max(1, min(opts.orgs, (opts.orgs + 1) // 2)), max_participants=opts.orgs,
-            submission_window=opts.submission_window, aggregation_window=opts.aggregation_window,
-            verification_window=opts.verification_window, verifiers_per_round=opts.verifiers, quorum=quorum,
-            max_rounds=opts.rounds,
-        )
-        task_id, _ = admin.create_task(config)
+        plan = TaskPlan(rule=opts.rule, rule_params=json.loads(opts.rule_params),
+                        min_participants=max(1, min(opts.orgs, (opts.orgs + 1) // 2)), max_participants=opts.orgs,
+                        submission_window=opts.submission_window, aggregation_window=opts.aggregation_window,
+                        verification_window=opts.verification_window, verifiers=opts.verifiers, quorum=opts.quorum,
+                        rounds=opts.rounds)
+        try:
+            created = create_task(admin, admin_ipfs, genesis, out / "genesis.safetensors", plan)
+        except (OpsError, ValueError) as exc:
+            raise SimError(f"cannot create the task: {exc}") from exc
+        task_id, gsha = created.task, created.config.genesis_sha256
         say(f"task {task_id}: {opts.task}, rule {opts.rule}, {opts.rounds} rounds, {opts.verifiers} verifiers, "
             f"genesis {gsha[:12]}")
 
@@ -214,15 +205,8 @@ def spawn_node(config_path: Path, log_path: Path, password: str) -> subprocess.P
 
 
 def _fund(admin: ChainClient, address: str, wei: int = 100 * 10**18) -> None:
-    w3 = admin.w3
-    with admin._lock:
-        if admin._nonce is None:
-            admin._nonce = w3.eth.get_transaction_count(admin.sender, "pending")
-        tx = {"to": address, "value": wei, "gas": 21000, "gasPrice": w3.eth.gas_price, "nonce": admin._nonce,
-              "chainId": admin.chain_id}
-        tx_hash = w3.eth.send_raw_transaction(admin.account.sign_transaction(tx).raw_transaction)
-        admin._nonce += 1
-    w3.eth.wait_for_transaction_receipt(tx_hash)
+    # The devnet's dev account holds 10,000 ETH: 100 per member covers gas for 100 organisations.
+    send_ether(admin, address, wei)
 
 
 def parse_fault(spec: str | None, names: list[str]) -> tuple[str, int] | None:
