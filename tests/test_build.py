@@ -26,3 +26,9 @@ def test_hardhat_compiles_the_same_bytecode_offline(tmp_path):
     shipped = Artifact.from_json(ARTIFACT_PATH.read_text())
     assert built["bytecode"] == shipped.bytecode
     assert built["deployedBytecode"] == shipped.deployed_bytecode
+
+
+def test_readme_carries_the_consortium_guide_that_the_tests_run():
+    root = repo_root()
+    guide = (root / "docs" / "consortium.md").read_text().strip()
+    assert guide in (root / "README.md").read_text(), "paste docs/consortium.md into the README again"
