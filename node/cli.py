@@ -215,10 +215,18 @@ def node_run(
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "httpcore", "web3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from .chain import ChainError
+    from .ipfs import StorageError
+
     try:
         peer = build_peer(NodeConfig.load(config))
     except (ConfigError, KeystoreError, DeploymentError, ValueError) as exc:
         fail(str(exc))
+    except ChainError as exc:
+        fail(f"{exc}; is the chain node running and the RPC URL in {config} right?", code=3)
+    except StorageError as exc:
+        fail(f"cannot fetch the task's model spec from IPFS ({exc}); is this organisation's IPFS node running "
+             "and connected to the others (`fedledger ipfs status`)?", code=3)
     try:
         peer.run()
     except KeyboardInterrupt:

@@ -18,6 +18,15 @@ class ConfigError(ValueError):
     """The node configuration is missing something or holds a wrong value; the message says which."""
 
 
+def _relative_password_file(source: str, base: Path) -> str:
+    """`file:` password paths in a config are relative to the config file, not the working directory."""
+    if source.startswith("file:"):
+        path = Path(source[5:]).expanduser()
+        if not path.is_absolute():
+            return f"file:{base / path}"
+    return source
+
+
 @dataclass
 class TrainingConfig:
     epochs: int = 1
@@ -85,7 +94,7 @@ class NodeConfig:
             ipfs_api=need("ipfs", "api_url"),
             keep_others_updates=bool(ipfs.get("keep_others_updates", False)),
             keystore=rel(need("keystore", "path")),
-            password=key.get("password", "prompt"),
+            password=_relative_password_file(key.get("password", "prompt"), base),
             task=int(task.get("id", 0)),
             builtin=task.get("builtin", "digits-mlp"),
             data=task.get("data") or None,
