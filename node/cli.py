@@ -255,7 +255,7 @@ def sim(
     fedcurv_lambda: float = typer.Option(0.0, min=0.0, help="FedCurv penalty (0 = off); updates then carry Fisher terms, summed at aggregation."),
     out: Path = typer.Option(Path("runs/sim"), help="Run directory: report, plot, chain state and IPFS repos."),
     timeout: float = typer.Option(1800.0, help="Give up after this many seconds."),
-    submission_window: int = typer.Option(60, min=1, help="Seconds a round accepts updates before it may close with fewer than all organisations."),
+    submission_window: int = typer.Option(120, min=1, help="Seconds a round accepts updates before it may close with fewer than all organisations (it closes at once when all have submitted)."),
     aggregation_window: int = typer.Option(30, min=1, help="Seconds an elected leader has to publish before anyone may time it out."),
     verification_window: int = typer.Option(30, min=1, help="Seconds the verifiers have to attest."),
     restart_org: Optional[str] = typer.Option(None, help="Fault: SIGKILL NAME's node process when round ROUND opens and restart it, e.g. org2@2.", rich_help_panel="Faults and attacks"),

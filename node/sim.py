@@ -52,7 +52,7 @@ class SimOptions:
     batch_size: int | None = None
     mu: float = 0.0
     fedcurv_lambda: float = 0.0
-    submission_window: int = 60
+    submission_window: int = 120  # a round with every organisation in closes at once; this only waits for absentees
     aggregation_window: int = 30
     verification_window: int = 30
     timeout: float = 1800.0
