@@ -22,7 +22,7 @@ from .adversary import Adversary, malformed_update
 from .chain import ChainClient, ChainError, ContractRevert, Phase
 from .ipfs import IpfsClient, StorageError
 from .modelfile import ModelSpec, read_model, sha256_bytes, write_model_file
-from .recompute import AggregateResult, UpdateRecord, build_aggregate
+from .recompute import AggregateResult, NoValidUpdate, UpdateRecord, build_aggregate
 
 log = logging.getLogger("fedledger.node")
 
@@ -95,13 +95,14 @@ class Peer:
                 self.submit(rnd, state.global_sha256, state.global_cid)
             self.watch_submission(rnd, info)
         elif info.phase == Phase.AGGREGATION:
-            if info.leader == self.me and ("lead", rnd, info.epoch, info.attempt) not in self._done_steps:
-                self.lead(rnd, info, state.global_sha256)
+            step = ("lead", rnd, info.epoch, info.attempt)
+            if info.leader == self.me and step not in self._done_steps:
+                self._once(step, lambda: self.lead(rnd, info, state.global_sha256))
             self.watch_deadline(rnd, info)
         elif info.phase == Phase.VERIFICATION:
             step = ("verify", rnd, info.epoch, info.attempt)
             if step not in self._done_steps and self.me in self.chain.verifiers_of(self.task, rnd, info.attempt):
-                self.verify(rnd, info, state.global_sha256)
+                self._once(step, lambda: self.verify(rnd, info, state.global_sha256))
             self.watch_deadline(rnd, info)
         return False
 
@@ -167,14 +168,31 @@ class Peer:
 
     # ---------------------------------------------------------------- leader
 
+    def _once(self, step: tuple, act: Callable[[], None]) -> None:
+        """Do a leader or verifier step once per attempt; if it fails (chain or IPFS trouble), the
+        next tick tries again while the attempt is still open."""
+        self._done_steps.add(step)
+        try:
+            act()
+        except Exception:
+            self._done_steps.discard(step)
+            raise
+
     def lead(self, rnd: int, info, parent_sha: str) -> None:
-        self._done_steps.add(("lead", rnd, info.epoch, info.attempt))
         if rnd in self.adversary.hold_before_publish_rounds and info.attempt == 0:
             log.warning("%s round %d: elected leader, stalling before publishing (fault injection)", self.name, rnd)
             self._record(round=rnd, event="stalled", attempt=info.attempt, epoch=info.epoch)
             time.sleep(max(0.0, info.deadline - time.time()) + 5)
             return
-        result = self.compute_aggregate(rnd, parent_sha)
+        try:
+            result = self.compute_aggregate(rnd, parent_sha)
+        except NoValidUpdate as exc:
+            # Nothing to publish: the attempt times out and the round eventually reopens, keeping
+            # every update; valid ones may still arrive.
+            log.warning("%s round %d: leader has nothing to publish (%s)", self.name, rnd, exc)
+            self._record(round=rnd, event="nothing_to_publish", attempt=info.attempt, epoch=info.epoch,
+                         excluded=[{"member": u.member, "sha256": u.sha256, "reason": why} for u, why in exc.excluded])
+            return
         if rnd in self.adversary.byzantine_leader_rounds and info.attempt == 0:
             tensors, meta = read_model(result.path, result.sha256, self.spec)
             cheat = {k: (np.asarray(v) + np.asarray(0.05, dtype=v.dtype)).astype(v.dtype) for k, v in tensors.items()}
@@ -201,9 +219,13 @@ class Peer:
     # -------------------------------------------------------------- verifier
 
     def verify(self, rnd: int, info, parent_sha: str) -> None:
-        self._done_steps.add(("verify", rnd, info.epoch, info.attempt))
         t0 = time.perf_counter()
-        mine = self.compute_aggregate(rnd, parent_sha)
+        try:
+            mine = self.compute_aggregate(rnd, parent_sha)
+        except NoValidUpdate as exc:
+            log.warning("%s round %d: verifier finds no valid update (%s)", self.name, rnd, exc)
+            self.chain.attest(self.task, rnd, info.attempt, False, "00" * 32)  # nothing recomputed
+            return
         if tolerance(self.config.rule_id, self.config.rule_params) is None:
             agree = mine.sha256 == info.aggregate_sha256
             reason = "bit-identical" if agree else f"recomputed sha {mine.sha256[:12]} != published {info.aggregate_sha256[:12]}"

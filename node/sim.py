@@ -53,8 +53,8 @@ class SimOptions:
     mu: float = 0.0
     fedcurv_lambda: float = 0.0
     submission_window: int = 120  # a round with every organisation in closes at once; this only waits for absentees
-    aggregation_window: int = 30
-    verification_window: int = 30
+    aggregation_window: int = 60
+    verification_window: int = 60
     timeout: float = 1800.0
     # Faults and attacks, each on real processes (see `fedledger sim --help`):
     restart_org: str | None = None  # "NAME@ROUND": SIGKILL that node process when ROUND opens, then restart it

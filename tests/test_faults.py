@@ -76,15 +76,17 @@ def test_every_kind_of_malformed_update_is_excluded_by_leader_and_verifiers_alik
 @pytest.mark.timeout(900)
 def test_killed_and_byzantine_leaders_are_replaced_and_no_update_is_lost(tmp_path):
     out = tmp_path / "run"
-    report = run_sim(SimOptions(orgs=4, rounds=3, out=str(out), seed=3, kill_leader_at=2, aggregation_window=10,
-                                byzantine_leader_at="3"), say=lambda _: None)
+    # Generous windows: they only bound how long a dead or slow member is waited for, and a loaded
+    # machine must not turn a slow verifier into a failed attempt.
+    report = run_sim(SimOptions(orgs=4, rounds=3, out=str(out), seed=3, kill_leader_at=2, aggregation_window=20,
+                                verification_window=90, byzantine_leader_at="3"), say=lambda _: None)
     rounds = {r["round"]: r for r in report["rounds"]}
-    # Round 2: the killed leader timed out; the next candidate finalized within one aggregation window
-    # after the deadline, from all four updates (nothing lost).
+    # Round 2: the killed leader timed out; the next candidate finalized in its own attempt (within its
+    # aggregation and verification windows after the dead leader's deadline), from all four updates.
     assert [a["outcome"] for a in rounds[2]["attempts"]] == ["timed_out", "finalized"]
     kill = next(f for f in report["faults"] if f["fault"] == "kill_leader")
     assert kill["org"] == rounds[2]["attempts"][0]["leader"]
-    assert kill["finalized_after_deadline_seconds"] <= 10 + 5
+    assert 0 < kill["finalized_after_deadline_seconds"] <= 20 + 90
     assert len(rounds[2]["participants"]) == 4
     # Round 3: the cheating leader was rejected by the verifiers; the next candidate's aggregate stands.
     assert [a["outcome"] for a in rounds[3]["attempts"]] == ["rejected", "finalized"]
