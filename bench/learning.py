@@ -31,6 +31,7 @@ def main() -> int:
     ap.add_argument("--mu", type=float, default=0.1)
     ap.add_argument("--epochs", type=int, default=5, help="local epochs per round (the baseline trains rounds x epochs)")
     ap.add_argument("--out", default="runs/bench-learning")
+    ap.add_argument("--only", choices=["dirichlet", "shards"], help="run one case; keep the other's stored result")
     args = ap.parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     cases = [
@@ -38,6 +39,11 @@ def main() -> int:
         ("shards:2", "fedavg+fedprox", args.mu),
     ]
     rows = []
+    if args.only:
+        keep = [c for c in cases if not c[0].startswith(args.only)]
+        cases = [c for c in cases if c[0].startswith(args.only)]
+        stored = json.loads((RESULTS / "learning.json").read_text()) if (RESULTS / "learning.json").exists() else []
+        rows = [r for r in stored if any(r["partition"] == k[0] for k in keep)]
     for partition, label, mu in cases:
         out = Path(args.out) / f"{stamp}-{partition.replace(':', '')}-{label}"
         print(f"== {partition} {label} (mu={mu}) -> {out}", file=sys.stderr, flush=True)
@@ -56,7 +62,8 @@ def main() -> int:
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     md = ("| partition | method | final accuracy | centralized | final / centralized | first round at 95% |\n"
           "|---|---|---:|---:|---:|---:|\n")
-    md += "".join(f"| {r['partition']} | {r['method']} | {r['final_accuracy']:.4f} | {r['centralized_accuracy']:.4f} | "
+    rows.sort(key=lambda r: r["partition"])
+    md += "".join(f"| {r['partition']} | {r['method']} (mu {r['mu']}, {r.get('local_epochs', 1)} local epochs) | {r['final_accuracy']:.4f} | {r['centralized_accuracy']:.4f} | "
                   f"{r['ratio_final_vs_centralized']:.3f} | {r['first_round_at_95pct']} |\n" for r in rows)
     print(md)
     RESULTS.mkdir(parents=True, exist_ok=True)
