@@ -35,8 +35,22 @@ test: setup
 demo: setup
 	$(BIN)/fedledger sim --out $(DEMO_OUT)
 
-bench: setup
+# Flower pins typer/rich below what the fedledger CLI needs: it lives in its own venv.
+.venv-bench/.installed: pyproject.toml
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install -q 'flwr[simulation]==1.42.0' torch==2.13.0 'scikit-learn>=1.5,<2' 'safetensors>=0.8,<0.9' psutil
+	.venv-bench/bin/pip install -q --no-deps -e .
+	@touch $@
+
+bench: setup .venv-bench/.installed
 	$(BIN)/python bench/gas.py
+	$(BIN)/python bench/storage.py
+	.venv-bench/bin/python bench/aggregation.py
+	$(BIN)/python bench/learning.py
+	$(BIN)/python bench/faults.py
+	$(BIN)/python bench/round_overhead.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf runs cache artifacts/hardhat .pytest_cache
