@@ -67,6 +67,11 @@ class Deployment:
             raise DeploymentError(
                 f"{url} serves chain id {client.chain_id}, the deployment is on chain id {self.chain_id}"
             )
+        if not client._rpc(lambda: client.w3.eth.get_code(client.address)):
+            raise DeploymentError(
+                f"there is no contract at {self.address} on chain {self.chain_id} ({url}): the deployment file "
+                "belongs to another chain, or the chain was reset; ask the consortium admin for the current one"
+            )
         return client
 
 

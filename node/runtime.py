@@ -20,6 +20,11 @@ def build_peer(cfg: NodeConfig) -> Peer:
     chain = dep.client(rpc_url=cfg.rpc_url, account=account, poa=cfg.poa)
     if cfg.chain_id is not None and chain.chain_id != cfg.chain_id:
         raise ValueError(f"{cfg.rpc_url} serves chain id {chain.chain_id}, the config says {cfg.chain_id}")
+    if not chain.is_member(account.address):
+        raise ValueError(
+            f"the key in {cfg.keystore} ({account.address}) is not a member of the consortium at {dep.address}: "
+            f"ask the admin to run `fedledger member add {account.address} {cfg.name}`"
+        )
     ipfs = IpfsClient(cfg.ipfs_api)
 
     spec = get_task(cfg.builtin)
