@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""Collect bench/results/*.json into one readable page: bench/results/SUMMARY.md.
+
+One section per benchmark (round overhead against Flower, scale, gas, failover and faults,
+learning, aggregation, storage), each a table of numbers measured in the same run, with the
+ratios the benchmark itself computed. A benchmark whose results file is missing is listed as not
+run, with the command that produces it. The README embeds SUMMARY.md.
+
+    .venv/bin/python bench/report.py [--results bench/results] [--out bench/results/SUMMARY.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load(results: Path, name: str) -> Any | None:
+    path = results / f"{name}.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        print(f"warning: {path} is not valid JSON ({exc}); skipped", file=sys.stderr)
+        return None
+
+
+def fmt(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if abs(x) >= 1000:
+            return f"{x:,.0f}"
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def table(head: list[str], rows: list[list[Any]], align: str | None = None) -> str:
+    align = align or "l" + "r" * (len(head) - 1)
+    sep = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def round_overhead(d: dict) -> str:
+    s = d["summary"]
+    names = {"fedledger": "fedledger: node processes, Anvil, an IPFS node per organisation, 2 verifiers",
+             "flower-deployment": "Flower 1.42 deployment: superlink + a supernode per client",
+             "flower-simulation": "Flower 1.42 simulation: superlink --simulation (Ray)"}
+    f = s.get("fedledger")
+    rows = []
+    for key in ("fedledger", "flower-deployment", "flower-simulation"):
+        if key not in s:
+            continue
+        x = s[key]
+        rel = "1" if key == "fedledger" else (fmt(f["seconds_per_round"] / x["seconds_per_round"], 3) if f else "–")
+        rows.append([names[key], fmt(x["seconds_per_round"], 3), fmt(x["seconds_per_round_incl_round1"], 3),
+                     fmt(x["first_round_seconds"]), fmt(x["slowest_training_seconds_per_round"], 3),
+                     fmt(x["overhead_seconds_per_round"], 3), f"{100 * x['training_share']:.1f}%", rel,
+                     fmt(x["final_accuracy"], 4)])
+    t = d["task"]
+    out = [f"{t['clients']} clients, {t['rounds']} rounds, {t['name']} ({t['model']}), {t['partition']} seed "
+           f"{t['seed']}, {t['optimizer']}, 1 local epoch, {t['rule']}. All three systems ran one after the other "
+           f"in one invocation on the same {d['machine']['cpus']}-core machine and train with the same code "
+           "(fedledger.node.tasks/partition/trainer) and the same per-round seeds.", "",
+           table(["system", "s/round, steady (rounds 2-R)", "s/round, all rounds", "round 1 (s)",
+                  "slowest training (s)", "overhead/round (s)", "training share", "fedledger time / this",
+                  "final accuracy"], rows, "lrrrrrrrr")]
+    if f and f.get("rounds_with_failover"):
+        fd = s.get("flower-deployment")
+        fs = s.get("flower-simulation")
+        rel = "; ".join(f"{fmt(f['seconds_per_round_single_attempt'] / x['seconds_per_round'], 3)} of {name}"
+                        for name, x in (("Flower deployment", fd), ("Flower simulation", fs)) if x)
+        out += ["", f"fedledger round(s) {', '.join(map(str, f['rounds_with_failover']))} needed a second attempt: "
+                "a verifier's attestation was not taken and the round waited out its verification window before "
+                f"the next candidate led (failover, see docs/bench.md). Steady rounds finalized by their first "
+                f"leader: {fmt(f['seconds_per_round_single_attempt'], 3)} s per round ({rel}); median of all steady "
+                f"rounds {fmt(f['seconds_per_round_median'], 3)} s."]
+    if f:
+        cp = f["critical_path_seconds_per_round"]
+        out += ["", "Where fedledger's steady round goes (means of rounds 2-R, critical path from the members' "
+                "own timings):", "",
+                table(["slowest training", "blob transfers (IPFS)", "transactions", "aggregation + recompute",
+                       "critical-path work (floor)", "waiting (polling, close tx)", "round", "round / floor"],
+                      [[fmt(cp["train"], 3), fmt(cp["transfers"], 3), fmt(cp["transactions"], 3),
+                        fmt(cp["aggregate"], 3), fmt(cp["work"], 3), fmt(f["waiting_seconds_per_round"], 3),
+                        fmt(f["seconds_per_round"], 3), fmt(f["round_vs_floor"])]], "rrrrrrrr")]
+    out += ["", f"Accuracy: fedledger {fmt(d.get('fedledger_final_accuracy'), 4)}, Flower "
+            f"{d.get('flower_final_accuracy')}; spread {fmt(d['accuracy_spread'], 4)} "
+            f"({'agree' if d['accuracies_agree'] else 'DO NOT agree'} within 0.01). "
+            "Steady state excludes round 1, which for fedledger includes starting the node processes and for "
+            "Flower simulation starting Ray."]
+    for system, why in (d.get("failed") or {}).items():
+        out += ["", f"**{system} did not complete:** {why}"]
+    return "\n".join(out)
+
+
+def scale(d: dict) -> str:
+    rows = []
+    for r in d["rows"]:
+        if r["status"] != "ok":
+            rows.append([r["orgs"], f"**{r['status']}**"] + ["–"] * 10)
+            continue
+        cp = r["critical_path_seconds"]
+        rows.append([r["orgs"], fmt(r["seconds_per_round"]), fmt(r["seconds_per_round_incl_round1"]),
+                     fmt(r["coordination_overhead_seconds"]), fmt(cp["transfers"]), fmt(cp["transactions"]),
+                     fmt(r["waiting_seconds"]), fmt(r["gas_per_round"]),
+                     f"{fmt(r['node_peak_rss_mb']['max'], 0)} / {fmt(r.get('node_peak_pss_mb_mean'), 0)}",
+                     f"{fmt(r['ipfs_peak_rss_mb']['max'], 0)} / {fmt(r.get('ipfs_peak_pss_mb_mean'), 0)}",
+                     fmt(r["peak_total_pss_mb"], 0), fmt(r.get("flower_simulation_seconds_per_round"))])
+    out = [f"fedledger on one {d['machine']['cpus']}-core, {d['machine']['memory_gib']} GiB machine: every "
+           f"organisation runs its own node process and its own js-ipfs node; {d['task']['verifiers']} verifiers, "
+           f"{d['task']['rounds']} rounds each, steady state = rounds 2-{d['task']['rounds']}.", "",
+           table(["organisations", "s/round (steady)", "s/round (all)", "overhead/round (s)", "IPFS transfers (s)",
+                  "transactions (s)", "waiting (s)", "gas/round", "node peak MB (RSS max / PSS mean)",
+                  "IPFS peak MB (RSS max / PSS mean)", "all processes, peak PSS MB", "Flower sim s/round"], rows)]
+    g = d.get("growth") or {}
+    labels = {"seconds_per_round": "Seconds per round", "coordination_overhead_seconds": "Coordination overhead",
+              "peak_total_pss_mb": "Memory (PSS, all processes)"}
+    lines = [f"- {labels[k]}: {fmt(v['slope_per_org'], 3)} more per extra organisation (least squares over "
+             f"{v['from']}-{v['to']}), log-log exponent {fmt(v['loglog_exponent'])} (1 = linear, 2 = quadratic)."
+             for k, v in g.items() if v]
+    if lines:
+        out += ["", "How it grows:", ""] + lines
+    for r in d["rows"]:
+        if r["status"] != "ok":
+            out += ["", f"{r['orgs']} organisations were {r['status']}: {r['reason']}"]
+    return "\n".join(out)
+
+
+def gas(d: dict) -> str:
+    rows = [[r["members"], r["verifiers"], f"{r['submit_avg']:,} / {r['submit_max']:,}", fmt(r["close"]),
+             fmt(r["publish"]), fmt(r["attest_max"]), fmt(r["round_total"]), fmt(r["round_total_per_member"])]
+            for r in d["rows"]]
+    first = max(r["first_rounds_submit_max"] for r in d["rows"])
+    checks = ", ".join(f"{k} {'✓' if v else '✗'}" for k, v in d.get("checks", {}).items())
+    return "\n".join([
+        "Gas of each call in a steady-state round (round 3) on Anvil; a CIDv1 is 59 characters whatever the "
+        "model's size, so no call depends on model size.", "",
+        table(["members", "verifiers", "submit (avg / max)", "close", "publish", "attest (max)", "round total",
+               "per member"], rows),
+        "", f"Rounds 1-2 claim fresh storage (submit up to {first:,} gas). A leader timeout that elects the next "
+        f"candidate costs {d['timeout_gas']:,} gas. Checks: {checks}."])
+
+
+def faults(d: dict) -> str:
+    out = []
+    k = d.get("kill_leader")
+    if k:
+        out.append(table(["fault", "failover", "after the dead leader's deadline", "attempts", "updates kept"],
+                         [["leader SIGKILLed before publishing", f"{fmt(k['failover_seconds'])} s after the kill",
+                           f"{fmt(k['finalized_after_deadline_seconds'])} s", " → ".join(k["attempts"]),
+                           f"{k['updates_in_round']} of {k['orgs']}"]], "lrrll"))
+        out.append(f"\nAggregation window {k['aggregation_window']} s: the failover time is bounded by that window, "
+                   "which a consortium sets per task.")
+    b = d.get("byzantine")
+    if b:
+        out.append(f"\nByzantine leader (publishes a wrong aggregate), {b['verifiers']} verifiers: rejected and "
+                   f"replaced in {b['rejected_then_finalized']} of {b['trials']} seeded rounds; final accuracy "
+                   f"{fmt(b['final_accuracy'], 4)}.")
+    sf = d.get("signflip")
+    if sf:
+        out.append(f"\nSign-flipping attack, {sf['attackers']} of {sf['orgs']} organisations, {sf['rounds']} rounds, "
+                   f"{sf['partition']}:\n")
+        out.append(table(["rule", "clean accuracy", "attacked accuracy", "attacked / clean", "attacked / clean FedAvg"],
+                         [[r["rule"], fmt(r["clean_accuracy"], 4), fmt(r["attacked_accuracy"], 4),
+                           fmt(r["attacked_vs_clean"], 3), fmt(r.get("attacked_vs_clean_fedavg"), 3)]
+                          for r in sf["rows"]]))
+    return "\n".join(out) if out else "faults.json holds no section yet."
+
+
+def learning(d: list) -> str:
+    return table(["partition", "method", "rounds", "final accuracy", "centralized", "final / centralized",
+                  "first round at 95%"],
+                 [[r["partition"], r["method"], r["rounds"], fmt(r["final_accuracy"], 4),
+                   fmt(r["centralized_accuracy"], 4), fmt(r["ratio_final_vs_centralized"], 3),
+                   fmt(r["first_round_at_95pct"])] for r in d], "llrrrrr")
+
+
+def aggregation(d: list) -> str:
+    sizes = sorted({r["params"] for r in d})
+    ns = sorted({r["n"] for r in d})
+    big = sizes[-1]
+    by = {(r["rule"], r["n"]): r for r in d if r["params"] == big}
+    rules = list(dict.fromkeys(r["rule"] for r in d))
+    rows = []
+    for rule in rules:
+        cells = [rule]
+        for n in ns:
+            r = by.get((rule, n))
+            if r is None:
+                cells.append("–")
+            elif r.get("flower_seconds") is None:
+                cells.append(f"{fmt(r['seconds'], 3)} s (Flower has none)")
+            else:
+                cells.append(f"{fmt(r['seconds'], 3)} s vs {fmt(r['flower_seconds'], 3)} s (×{fmt(r['ratio_vs_flower'], 2)})")
+        rows.append(cells)
+    fa = [r for r in d if r["rule"] == "fedavg"]
+    return "\n".join([
+        f"Each rule against Flower's equivalent (flwr.server.strategy.aggregate, same inputs, best of 3) on a "
+        f"{big:,}-parameter model: fedledger seconds vs Flower seconds (× = fedledger / Flower, below 1 is faster). "
+        f"FedAvg reaches {fmt(min(r['fraction_of_memory_limit'] for r in fa), 2)}-"
+        f"{fmt(max(r['fraction_of_memory_limit'] for r in fa), 2)} of the memory-read limit (reading every input once). "
+        f"Smaller models ({', '.join(f'{p:,}' for p in sizes[:-1])} parameters) are in aggregation.json.", "",
+        table(["rule"] + [f"{n} updates" for n in ns], rows, "l" + "r" * len(ns))])
+
+
+def storage(d: dict) -> str:
+    keys = ["write_model", "sha256", "validate", "add", "fetch_local", "fetch_remote", "disk_write"]
+    rows = [[fmt(s["size_mb"], 1)] + [fmt(s["median_mb_per_s"].get(k), 1) for k in keys]
+            + [fmt(s["ratio_to_disk_write"].get("fetch_remote"), 3)] for s in d["summary"]]
+    ipfs = d.get("ipfs", {})
+    return "\n".join([
+        f"Model storage on {ipfs.get('implementation', 'the dev IPFS node')}, median MB/s; fetch_remote is "
+        f"{ipfs.get('remote', 'a second node')}.", "",
+        table(["model MB", "write model", "sha256", "validate", "IPFS add", "fetch (local)", "fetch (remote)",
+               "disk write", "remote fetch / disk write"], rows)])
+
+
+SECTIONS: list[tuple[str, str, str, Callable[[Any], str]]] = [
+    ("round_overhead", "Round overhead against Flower", ".venv/bin/python bench/round_overhead.py", round_overhead),
+    ("scale", "Scale: 2 to 50 organisations on one machine", ".venv/bin/python bench/scale.py", scale),
+    ("gas", "Gas per round against the number of members", ".venv/bin/python bench/gas.py", gas),
+    ("faults", "Failover and attacks", ".venv/bin/python bench/faults.py", faults),
+    ("learning", "Learning quality against centralized training", ".venv/bin/python bench/learning.py", learning),
+    ("aggregation", "Aggregation rules against Flower's", ".venv-bench/bin/python bench/aggregation.py", aggregation),
+    ("storage", "Model storage (IPFS)", ".venv/bin/python bench/storage.py", storage),
+]
+
+
+def when(d: Any) -> str | None:
+    if isinstance(d, dict):
+        return d.get("measured_at") or d.get("when")
+    return None
+
+
+def build(results: Path) -> str:
+    parts = ["# fedledger benchmarks", "",
+             "Generated by `bench/report.py` from `bench/results/*.json` (`make bench` runs every benchmark, then "
+             "this). Every ratio compares numbers measured in the same run on the same machine. A quick (`--quick`) "
+             "smoke run never writes here."]
+    missing = []
+    for name, title, cmd, render in SECTIONS:
+        d = load(results, name)
+        if d is None:
+            missing.append(f"- {title}: not run yet (`{cmd}` writes `bench/results/{name}.json`)")
+            continue
+        stamp = when(d)
+        parts += ["", f"## {title}", "", f"_Source: `bench/results/{name}.json`"
+                  + (f", measured {stamp}_" if stamp else "_"), ""]
+        try:
+            parts.append(render(d))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            parts.append(f"(could not render {name}.json: {type(exc).__name__}: {exc})")
+    if missing:
+        parts += ["", "## Not run yet", ""] + missing
+    return "\n".join(parts) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    text = build(args.results)
+    out = args.out or args.results / "SUMMARY.md"
+    out.write_text(text)
+    print(text)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
