@@ -94,11 +94,30 @@ def round_overhead(d: dict) -> str:
         cp = f["critical_path_seconds_per_round"]
         out += ["", "Where fedledger's steady round goes (means of rounds 2-R, critical path from the members' "
                 "own timings):", "",
-                table(["slowest training", "blob transfers (IPFS)", "transactions", "aggregation + recompute",
-                       "critical-path work (floor)", "waiting (polling, close tx)", "round", "round / floor"],
-                      [[fmt(cp["train"], 3), fmt(cp["transfers"], 3), fmt(cp["transactions"], 3),
+                table(["steady rounds", "slowest training", "blob transfers (IPFS)", "transactions",
+                       "aggregation + recompute", "critical-path work (floor)", "waiting (polling, close tx, failover)",
+                       "round", "round / floor"],
+                      [["all", fmt(cp["train"], 3), fmt(cp["transfers"], 3), fmt(cp["transactions"], 3),
                         fmt(cp["aggregate"], 3), fmt(cp["work"], 3), fmt(f["waiting_seconds_per_round"], 3),
-                        fmt(f["seconds_per_round"], 3), fmt(f["round_vs_floor"])]], "rrrrrrrr")]
+                        fmt(f["seconds_per_round"], 3), fmt(f["round_vs_floor"])]]
+                      + ([["finalized by their first leader", "", "", "", "", "",
+                           fmt(f["waiting_seconds_per_round_single_attempt"], 3),
+                           fmt(f["seconds_per_round_single_attempt"], 3), fmt(f["round_vs_floor_single_attempt"])]]
+                         if f.get("rounds_with_failover") else []), "lrrrrrrrr")]
+    mem = []
+    for key, label in (("fedledger", "fedledger"), ("flower-deployment", "Flower deployment"),
+                       ("flower-simulation", "Flower simulation")):
+        run = d["runs"].get(key)
+        if run and run.get("memory", {}).get("peak_total_pss_mb"):
+            m = run["memory"]
+            extra = ""
+            if key == "fedledger":
+                r = m["roles"]
+                extra = (f" ({r['node']['count']} node processes at {fmt(r['node'].get('peak_pss_mb_mean'), 0)} MB PSS "
+                         f"each, {r['ipfs']['count']} js-ipfs nodes at {fmt(r['ipfs'].get('peak_pss_mb_mean'), 0)} MB)")
+            mem.append(f"{label} {fmt(m['peak_total_pss_mb'] / 1024, 1)} GB{extra}")
+    if mem:
+        out += ["", "Peak memory of all processes of each system (PSS, psutil): " + "; ".join(mem) + "."]
     out += ["", f"Accuracy: fedledger {fmt(d.get('fedledger_final_accuracy'), 4)}, Flower "
             f"{d.get('flower_final_accuracy')}; spread {fmt(d['accuracy_spread'], 4)} "
             f"({'agree' if d['accuracies_agree'] else 'DO NOT agree'} within 0.01). "
@@ -109,14 +128,25 @@ def round_overhead(d: dict) -> str:
     return "\n".join(out)
 
 
+def _single_attempt(row: dict) -> tuple[float | None, int]:
+    """(mean seconds of steady rounds finalized by their first leader, rounds with a failover)."""
+    rounds = row.get("rounds") or []
+    steady = rounds[1:]
+    clean = [r["seconds"] for r in steady if r.get("attempts", 1) == 1]
+    failovers = sum(1 for r in rounds if r.get("attempts", 1) > 1)
+    return (sum(clean) / len(clean) if clean else None), failovers
+
+
 def scale(d: dict) -> str:
     rows = []
     for r in d["rows"]:
         if r["status"] != "ok":
-            rows.append([r["orgs"], f"**{r['status']}**"] + ["–"] * 10)
+            rows.append([r["orgs"], f"**{r['status']}**"] + ["–"] * 12)
             continue
         cp = r["critical_path_seconds"]
-        rows.append([r["orgs"], fmt(r["seconds_per_round"]), fmt(r["seconds_per_round_incl_round1"]),
+        single, failovers = _single_attempt(r)
+        rows.append([r["orgs"], fmt(r["seconds_per_round"]), f"{failovers} of {len(r.get('rounds', []))}",
+                     fmt(single), fmt(r["seconds_per_round_incl_round1"]),
                      fmt(r["coordination_overhead_seconds"]), fmt(cp["transfers"]), fmt(cp["transactions"]),
                      fmt(r["waiting_seconds"]), fmt(r["gas_per_round"]),
                      f"{fmt(r['node_peak_rss_mb']['max'], 0)} / {fmt(r.get('node_peak_pss_mb_mean'), 0)}",
@@ -125,7 +155,8 @@ def scale(d: dict) -> str:
     out = [f"fedledger on one {d['machine']['cpus']}-core, {d['machine']['memory_gib']} GiB machine: every "
            f"organisation runs its own node process and its own js-ipfs node; {d['task']['verifiers']} verifiers, "
            f"{d['task']['rounds']} rounds each, steady state = rounds 2-{d['task']['rounds']}.", "",
-           table(["organisations", "s/round (steady)", "s/round (all)", "overhead/round (s)", "IPFS transfers (s)",
+           table(["organisations", "s/round (steady)", "rounds with failover", "s/round (steady, first leader)",
+                  "s/round (all)", "overhead/round (s)", "IPFS transfers (s)",
                   "transactions (s)", "waiting (s)", "gas/round", "node peak MB (RSS max / PSS mean)",
                   "IPFS peak MB (RSS max / PSS mean)", "all processes, peak PSS MB", "Flower sim s/round"], rows)]
     g = d.get("growth") or {}
@@ -134,11 +165,25 @@ def scale(d: dict) -> str:
     lines = [f"- {labels[k]}: {fmt(v['slope_per_org'], 3)} more per extra organisation (least squares over "
              f"{v['from']}-{v['to']}), log-log exponent {fmt(v['loglog_exponent'])} (1 = linear, 2 = quadratic)."
              for k, v in g.items() if v]
+    pts = [(r["orgs"], _single_attempt(r)[0]) for r in d["rows"] if r["status"] == "ok"]
+    pts = [(x, y) for x, y in pts if y]
+    if len(pts) > 1 and any(_single_attempt(r)[1] for r in d["rows"] if r["status"] == "ok"):
+        mx, my = sum(x for x, _ in pts) / len(pts), sum(y for _, y in pts) / len(pts)
+        slope = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+        lines.append(f"- Seconds per round, rounds finalized by their first leader only: {fmt(slope, 3)} more per extra "
+                     f"organisation (least squares over {pts[0][0]}-{pts[-1][0]}).")
     if lines:
         out += ["", "How it grows:", ""] + lines
     for r in d["rows"]:
         if r["status"] != "ok":
-            out += ["", f"{r['orgs']} organisations were {r['status']}: {r['reason']}"]
+            out += ["", f"{r['orgs']} organisations, {r['status']}: {r['reason'].strip()}"]
+        if r.get("first_attempt_failed"):
+            out += ["", f"{r['orgs']} organisations: a first attempt failed "
+                    f"({r['first_attempt_failed']['reason'].strip()}); the row is the retry ({r.get('ipfs_start')})."]
+        if r.get("earlier_attempt"):
+            out += ["", f"{r['orgs']} organisations: an earlier scale run failed at this size "
+                    f"({r['earlier_attempt']['reason'].strip()}); this row is from a later run "
+                    f"({r.get('ipfs_start', 'fedledger sim as is')})."]
     return "\n".join(out)
 
 
