@@ -380,6 +380,46 @@ def test_quorum_of_agreement_finalizes_and_opens_the_next_round(ledger):
     ledger.client(1).submit_update(task, 2, h("agg"), "bafk", h("x"), 1)
 
 
+def _stale_attest_estimate(ledger, monkeypatch, task, verifiers):
+    """Verifier 0 estimates its attestation as the non-final one, then verifier 1's lands first:
+    verifier 0's transaction now takes the costlier path that finalizes the round."""
+    from web3.contract.contract import ContractFunction
+
+    from fedledger.node.chain import to_bytes32
+
+    a = ledger.client(verifiers[0])
+    stale = a.contract.functions.attest(task, 1, 0, True, to_bytes32(h("agg"))).estimate_gas(
+        {"from": a.sender}, block_identifier="pending")
+    ledger.client(verifiers[1]).attest(task, 1, 0, True, h("agg"))
+    monkeypatch.setattr(ContractFunction, "estimate_gas", lambda self, *args, **kw: stale)
+    return a, stale
+
+
+def test_attestation_estimated_before_another_lands_still_finalizes(ledger, monkeypatch):
+    task, leader, verifiers = elected_round(ledger)
+    ledger.client(leader).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
+    a, stale = _stale_attest_estimate(ledger, monkeypatch, task, verifiers)
+    nonce = ledger.w3.eth.get_transaction_count(a.sender)
+    r = a.attest(task, 1, 0, True, h("agg"))
+    assert r.event("RoundFinalized")["sha256"] == h("agg")
+    assert r.gas_used > int(stale * 1.25) + 20_000  # the stale estimate alone would have run out
+    assert ledger.w3.eth.get_transaction_count(a.sender) == nonce + 1  # the gas floor covered it
+
+
+def test_transaction_that_runs_out_of_gas_is_resent_once_with_more(ledger, monkeypatch):
+    from fedledger.node import chain
+
+    task, leader, verifiers = elected_round(ledger)
+    ledger.client(leader).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
+    monkeypatch.setattr(chain, "GAS_FLOOR", {})
+    a, _ = _stale_attest_estimate(ledger, monkeypatch, task, verifiers)
+    nonce = ledger.w3.eth.get_transaction_count(a.sender)
+    r = a.attest(task, 1, 0, True, h("agg"))
+    assert r.event("RoundFinalized")["sha256"] == h("agg")
+    assert ledger.w3.eth.get_transaction_count(a.sender) == nonce + 2  # one out of gas, one resent
+    assert ledger.admin.task_state(task).current_round == 2
+
+
 def test_disagreement_rejects_the_aggregate_and_elects_the_next_candidate(ledger):
     task, leader, verifiers = elected_round(ledger, quorum=2)
     order = ledger.admin.election_order(task, 1)
