@@ -280,10 +280,12 @@ class ChainClient:
         self.address = to_checksum_address(address) if address else None
         self.contract = self.w3.eth.contract(address=self.address, abi=self.artifact.abi) if address else None
         self._event_by_topic = {}
+        self._indexed: dict[str, list[str]] = {}  # event name -> its indexed arguments, in order
         for item in self.artifact.abi:
             if item["type"] == "event":
                 sig = f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
                 self._event_by_topic[keccak(text=sig)] = item["name"]
+                self._indexed[item["name"]] = [i["name"] for i in item["inputs"] if i.get("indexed")]
 
     # ----------------------------------------------------------------- basics
 
@@ -430,12 +432,25 @@ class ChainClient:
         to_block: int | str = "latest",
         names: Iterable[str] | None = None,
         task: int | None = None,
+        round_: int | None = None,
     ) -> list[Event]:
-        """Every FedLedger event in the block range (optionally one task's), in chain order."""
+        """Every FedLedger event in the block range (optionally one task's, one round's), in chain order.
+
+        With `names`, the chain node filters by event signature, and by the indexed task and round
+        topics when every named event indexes them first: only the wanted logs cross the wire and
+        get decoded, whatever the length of the chain."""
         self._need_contract()
         flt: dict[str, Any] = {"address": self.address, "fromBlock": from_block, "toBlock": to_block}
-        logs = self._rpc(lambda: self.w3.eth.get_logs(flt))
         wanted = set(names) if names else None
+        if wanted:
+            topics: list[Any] = [["0x" + t.hex() for t, n in self._event_by_topic.items() if n in wanted]]
+            leading = [self._indexed[n] for n in wanted]
+            for pos, (arg, value) in enumerate((("task", task), ("round", round_))):
+                if value is None or not all(len(ix) > pos and ix[pos] == arg for ix in leading):
+                    break
+                topics.append("0x" + int(value).to_bytes(32, "big").hex())
+            flt["topics"] = topics
+        logs = self._rpc(lambda: self.w3.eth.get_logs(flt))
         out = []
         for log in logs:
             name = self._event_by_topic.get(bytes(log["topics"][0]))
@@ -443,6 +458,8 @@ class ChainClient:
                 continue
             ev = self._decode_log(name, log)
             if task is not None and ev.args.get("task") != task:
+                continue
+            if round_ is not None and ev.args.get("round") != round_:
                 continue
             out.append(ev)
         return out

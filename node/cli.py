@@ -212,7 +212,7 @@ def node_run(
     from .runtime import build_peer
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+                        format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "httpcore", "web3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from .chain import ChainError
@@ -252,6 +252,7 @@ def sim(
     lr: Optional[float] = typer.Option(None, help="Local learning rate (default: the task's)."),
     batch_size: Optional[int] = typer.Option(None, help="Local batch size (default: the task's)."),
     mu: float = typer.Option(0.0, min=0.0, help="FedProx proximal term (0 = plain FedAvg training)."),
+    lr_decay: float = typer.Option(1.0, min=0.0, max=1.0, help="Round r trains with lr x LR_DECAY^(r-1) (1 = constant); helps label-skewed data settle."),
     fedcurv_lambda: float = typer.Option(0.0, min=0.0, help="FedCurv penalty (0 = off); updates then carry Fisher terms, summed at aggregation."),
     out: Path = typer.Option(Path("runs/sim"), help="Run directory: report, plot, chain state and IPFS repos."),
     timeout: float = typer.Option(1800.0, help="Give up after this many seconds."),
@@ -273,7 +274,7 @@ def sim(
 
     opts = SimOptions(orgs=orgs, rounds=rounds, task=task, data=data, partition=partition, rule=rule,
                       rule_params=rule_params, verifiers=verifiers, quorum=quorum, seed=seed, out=str(out),
-                      epochs=epochs, lr=lr, batch_size=batch_size, mu=mu, fedcurv_lambda=fedcurv_lambda, timeout=timeout,
+                      epochs=epochs, lr=lr, batch_size=batch_size, mu=mu, fedcurv_lambda=fedcurv_lambda, lr_decay=lr_decay, timeout=timeout,
                       submission_window=submission_window, aggregation_window=aggregation_window,
                       verification_window=verification_window, restart_org=restart_org, drop_org=drop_org,
                       kill_leader_at=kill_leader_at, byzantine_leader_at=byzantine_leader_at, attackers=attackers,

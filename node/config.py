@@ -36,6 +36,11 @@ class TrainingConfig:
     mu: float = 0.0  # FedProx proximal term
     fedcurv_lambda: float = 0.0  # FedCurv penalty; the task's models then carry fedcurv.* Fisher tensors
     seed: int = 0
+    lr_decay: float = 1.0  # round r trains with lr * lr_decay ** (r - 1); 1 keeps lr constant
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.lr_decay) <= 1.0:
+            raise ValueError(f"[training] lr_decay must be in (0, 1], got {self.lr_decay}")
 
 
 @dataclass
@@ -56,7 +61,7 @@ class NodeConfig:
     org_index: int = 0
     num_orgs: int = 1
     partition_seed: int = 0
-    poll_seconds: float = 0.2
+    poll_seconds: float = 0.05
     keep_others_updates: bool = False
     training: TrainingConfig = field(default_factory=TrainingConfig)
     adversary: dict = field(default_factory=dict)  # fault/attack experiments only; see node/adversary.py
@@ -102,7 +107,7 @@ class NodeConfig:
             org_index=int(task.get("org_index", 0)),
             num_orgs=int(task.get("num_orgs", 1)),
             partition_seed=int(task.get("partition_seed", 0)),
-            poll_seconds=float(org.get("poll_seconds", 0.2)),
+            poll_seconds=float(org.get("poll_seconds", 0.05)),
             training=training,
             adversary=dict(doc.get("adversary", {})),
         )

@@ -516,7 +516,7 @@ def render_node_config(cfg: NodeConfig) -> str:
         ("[organisation]", ""),
         (f"name = {_toml_str(cfg.name)}", "as the consortium admitted you (fedledger member list)"),
         (f"work_dir = {_toml_str(cfg.work_dir)}", "updates, downloaded models, metrics.jsonl"),
-        (f"poll_seconds = {cfg.poll_seconds}", "how often the node reads the chain"),
+        (f"poll_seconds = {cfg.poll_seconds}", "seconds between block-number checks (a full read on each new block, and every second)"),
         ("", ""),
         ("[chain]", ""),
         (f"rpc_url = {_toml_str(cfg.rpc_url)}", "YOUR chain node's JSON-RPC (Besu: on localhost)"),
@@ -544,7 +544,8 @@ def render_node_config(cfg: NodeConfig) -> str:
         ("", ""),
         ("[training]", "local training, each round"),
     ]
-    notes = {"mu": "FedProx proximal term; 0 is plain local SGD", "fedcurv_lambda": "FedCurv penalty; 0 is off"}
+    notes = {"mu": "FedProx proximal term; 0 is plain local SGD", "fedcurv_lambda": "FedCurv penalty; 0 is off",
+             "lr_decay": "round r trains with lr * lr_decay^(r-1); 1 is constant"}
     rows += [(f"{k} = {json.dumps(v)}", notes.get(k, "")) for k, v in asdict(cfg.training).items()]
     adversary = getattr(cfg, "adversary", None)
     if adversary:  # experiments only: never written by `fedledger init`
@@ -915,6 +916,7 @@ def init_command(
     momentum: Optional[float] = typer.Option(None, "--momentum", help="SGD momentum (default: the task's)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Local batch size (default: the task's)."),
     mu: float = typer.Option(0.0, "--mu", min=0.0, help="FedProx proximal term (0: plain local training)."),
+    lr_decay: float = typer.Option(1.0, "--lr-decay", min=0.0, max=1.0, help="Round r trains with lr x LR_DECAY^(r-1) (1: constant)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of local training."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing DIR/node.toml."),
     as_json: bool = _json_opt(),
@@ -968,7 +970,7 @@ def init_command(
         d = spec.default_config
         training = TrainingConfig(epochs=epochs, lr=lr if lr is not None else d.lr,
                                   momentum=momentum if momentum is not None else d.momentum,
-                                  batch_size=batch_size or d.batch_size, mu=mu, seed=seed)
+                                  batch_size=batch_size or d.batch_size, mu=mu, seed=seed, lr_decay=lr_decay)
         base.mkdir(parents=True, exist_ok=True)
         root = base.resolve()
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +29,24 @@ from .recompute import AggregateResult, NoValidUpdate, UpdateRecord, build_aggre
 
 log = logging.getLogger("fedledger.node")
 
+#: Models up to this size are prefetched by every member as soon as each update is announced
+#: (n^2 small transfers per round, off the critical path); larger ones only by the round's leader
+#: and verifiers, from the election on.
+PREFETCH_MAX_BYTES = 16 * 2**20
+
+#: Refusals after which retrying the same publish or attestation can never succeed.
+FINAL_REFUSALS = {"WrongPhase", "WrongRound", "WrongAttempt", "TooLate", "AlreadyAttested", "NotLeader",
+                  "NotVerifier", "NotMember", "UnknownTask", "RoundNotStored", "TaskAlreadyCompleted", "InvalidArgument"}
+
+
+def round_fit_config(cfg: Any, member_seed: int, rnd: int, lr_decay: float = 1.0) -> Any:
+    """The local training settings of round `rnd`: a different, reproducible seed per round and
+    organisation, and the learning rate decayed to lr x lr_decay^(rnd-1)."""
+    if not hasattr(cfg, "seed"):  # a user's own trainer config: passed through
+        return cfg
+    cfg = replace(cfg, seed=member_seed * 100_003 + rnd)
+    return replace(cfg, lr=cfg.lr * lr_decay ** (rnd - 1)) if lr_decay != 1.0 else cfg
+
 
 class Peer:
     """One organisation's participation in one task."""
@@ -40,11 +61,14 @@ class Peer:
         trainer: Any,
         fit_config: Any,
         from_block: int = 0,
-        poll_seconds: float = 0.2,
+        poll_seconds: float = 0.05,
         fetch_timeout: float = 60.0,
         keep_others_updates: bool = False,
         seed: int = 0,
         adversary: Adversary | None = None,
+        prefetch_max_bytes: int = PREFETCH_MAX_BYTES,
+        fetch_workers: int = 4,
+        lr_decay: float = 1.0,
     ):
         self.name = name
         self.chain = chain
@@ -65,23 +89,47 @@ class Peer:
         self.metrics_path = self.work_dir / "metrics.jsonl"
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._done_steps: set[tuple] = set()
+        self.prefetch_max_bytes = prefetch_max_bytes
+        self.lr_decay = lr_decay
+        # Downloads run on a small pool, keyed by destination file, so a prefetch started early
+        # and the role that needs the file later share one transfer.
+        self._pool = ThreadPoolExecutor(max_workers=fetch_workers, thread_name_prefix=f"{name}-fetch")
+        self._fetches: dict[Path, Future] = {}
+        self._fetch_lock = threading.Lock()
+        self._model_bytes: int | None = None  # size of the last global model: decides eager prefetch
+        self._scanned_block = -1  # UpdateSubmitted events seen so far (a prefetch hint, never the truth)
+        self._seen_updates: dict[int, dict[str, UpdateRecord]] = {}
+        self._roles: dict[tuple, bool] = {}
+        self._pruned_below = 1
 
     # ------------------------------------------------------------------ loop
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
-        """Play every role this member has until the task completes."""
+        """Play every role this member has until the task completes.
+
+        The chain is watched cheaply: a full tick runs when a new block appears (every transaction
+        makes one on a devnet), when the last tick acted, and at least once a second for the
+        deadlines; otherwise the loop only asks for the block number every `poll_seconds`."""
         log.info("%s joins task %d as %s (rule %s)", self.name, self.task, self.me, self.config.rule_id)
-        while not should_stop():
-            try:
-                if self.tick():
-                    log.info("%s: task %d completed", self.name, self.task)
-                    return
-            except (ChainError, StorageError, OSError) as exc:
-                # The chain node or our IPFS node is down or restarting: nothing is lost, the next
-                # tick re-derives where the round stands.
-                log.warning("%s: %s; retrying", self.name, exc)
-                time.sleep(1.0)
-            time.sleep(self.poll_seconds)
+        last_block, last_tick = -1, 0.0
+        try:
+            while not should_stop():
+                try:
+                    block = self.chain.block_number()
+                    if block != last_block or time.monotonic() - last_tick >= 1.0:
+                        last_block, last_tick = block, time.monotonic()
+                        if self.tick():
+                            log.info("%s: task %d completed", self.name, self.task)
+                            return
+                except (ChainError, StorageError, OSError) as exc:
+                    # The chain node or our IPFS node is down or restarting: nothing is lost, the next
+                    # tick re-derives where the round stands.
+                    log.warning("%s: %s; retrying", self.name, exc)
+                    last_block = -1
+                    time.sleep(1.0)
+                time.sleep(self.poll_seconds)
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def tick(self) -> bool:
         """One pass of observe, decide, act. Returns True once the task has completed."""
@@ -89,28 +137,44 @@ class Peer:
         if state.completed:
             return True
         rnd = state.current_round
+        self.prune(rnd)
         info = self.chain.round_info(self.task, rnd)
         if info.phase == Phase.SUBMISSION:
             if not self.chain.has_submitted(self.task, rnd, self.me):
                 self.submit(rnd, state.global_sha256, state.global_cid)
+            self.prefetch_updates(rnd, needed=False)
             self.watch_submission(rnd, info)
         elif info.phase == Phase.AGGREGATION:
+            # The leader and the verifiers of this attempt all need every update: the verifiers
+            # start fetching now, while the leader aggregates.
+            self.prefetch_updates(rnd, needed=self._has_role(rnd, info))
             step = ("lead", rnd, info.epoch, info.attempt)
             if info.leader == self.me and step not in self._done_steps:
                 self._once(step, lambda: self.lead(rnd, info, state.global_sha256))
             self.watch_deadline(rnd, info)
         elif info.phase == Phase.VERIFICATION:
+            # Everyone will train on this aggregate if it finalizes: fetch it while it is verified.
+            self._download(info.aggregate_cid, info.aggregate_sha256, self._model_path(info.aggregate_sha256))
             step = ("verify", rnd, info.epoch, info.attempt)
-            if step not in self._done_steps and self.me in self.chain.verifiers_of(self.task, rnd, info.attempt):
+            if step not in self._done_steps and self._has_role(rnd, info, verifier_only=True):
                 self._once(step, lambda: self.verify(rnd, info, state.global_sha256))
             self.watch_deadline(rnd, info)
         return False
+
+    def _has_role(self, rnd: int, info, verifier_only: bool = False) -> bool:
+        """Whether this member leads or verifies the current attempt (asked once per attempt)."""
+        if not verifier_only and info.leader == self.me:
+            return True
+        key = (rnd, info.epoch, info.attempt)
+        if key not in self._roles:
+            self._roles[key] = self.me in self.chain.verifiers_of(self.task, rnd, info.attempt)
+        return self._roles[key]
 
     # ------------------------------------------------------------- submitter
 
     def submit(self, rnd: int, parent_sha: str, parent_cid: str) -> None:
         t0 = time.perf_counter()
-        parent = self._load_model(parent_cid, parent_sha, self.work_dir / "models" / f"{parent_sha}.safetensors")
+        parent = self._load_model(parent_cid, parent_sha, self._model_path(parent_sha))
         t_fetch = time.perf_counter()
         if rnd > 1 and hasattr(self.trainer, "set_own_fedcurv_terms") and not self.chain.has_submitted(
                 self.task, rnd - 1, self.me):
@@ -158,13 +222,7 @@ class Peer:
                               "chain": t_chain - t_upload})
 
     def _fit_config(self, rnd: int) -> Any:
-        cfg = self.fit_config
-        # A different, reproducible seed per round and organisation.
-        if hasattr(cfg, "seed"):
-            from dataclasses import replace
-
-            cfg = replace(cfg, seed=self.seed * 100_003 + rnd)
-        return cfg
+        return round_fit_config(self.fit_config, self.seed, rnd, self.lr_decay)
 
     # ---------------------------------------------------------------- leader
 
@@ -205,6 +263,8 @@ class Peer:
         try:
             tx = self.chain.publish_aggregate(self.task, rnd, info.attempt, cid, result.sha256)
         except ContractRevert as exc:
+            if exc.error not in FINAL_REFUSALS:
+                raise
             log.warning("%s round %d: aggregate not published (%s)", self.name, rnd, exc)
             return
         t2 = time.perf_counter()
@@ -232,7 +292,7 @@ class Peer:
         else:
             try:
                 theirs = self._load_model(info.aggregate_cid, info.aggregate_sha256,
-                                          self.work_dir / "models" / f"{info.aggregate_sha256}.safetensors")
+                                          self._model_path(info.aggregate_sha256), pin=False)
                 ours = read_model(mine.path, mine.sha256, self.spec)[0]
                 agree, reason = aggregates_match(self.config.rule_id, self.config.rule_params, ours, theirs)
             except StorageError as exc:
@@ -241,6 +301,8 @@ class Peer:
         try:
             tx = self.chain.attest(self.task, rnd, info.attempt, agree, mine.sha256)
         except ContractRevert as exc:
+            if exc.error not in FINAL_REFUSALS:
+                raise  # e.g. out of gas twice: the next tick attests again while the attempt is open
             log.info("%s round %d: attestation not taken (%s)", self.name, rnd, exc)
             return
         log.info("%s round %d: verifier of attempt %d %s (%s)", self.name, rnd, info.attempt,
@@ -254,23 +316,23 @@ class Peer:
 
     def round_updates(self, rnd: int) -> list[UpdateRecord]:
         """Every update submitted to this round (all epochs: a reopened round keeps its updates)."""
-        events = self.chain.events(from_block=self.from_block, names=["UpdateSubmitted"], task=self.task)
-        return [UpdateRecord(e["member"], e["cid"], e["sha256"], e["numSamples"]) for e in events
-                if e["round"] == rnd]
+        events = self.chain.events(from_block=self.from_block, names=["UpdateSubmitted"], task=self.task, round_=rnd)
+        return [UpdateRecord(e["member"], e["cid"], e["sha256"], e["numSamples"]) for e in events]
 
     def compute_aggregate(self, rnd: int, parent_sha: str) -> AggregateResult:
         """Fetch, check and aggregate every update of the round exactly as every other leader, verifier
-        and auditor does (recompute.build_aggregate): the content decides, via ModelRejected codes."""
+        and auditor does (recompute.build_aggregate): the content decides, via ModelRejected codes.
+
+        The list of updates is read afresh from the chain (never from the prefetch cache); every
+        download starts at once on the fetch pool, and one already under way is joined."""
+        updates = self.round_updates(rnd)
+        pending = {u.sha256: self._download(u.cid, u.sha256, self._update_path(rnd, u.sha256)) for u in updates}
 
         def fetch(upd: UpdateRecord) -> Path:
-            path = self.work_dir / "updates" / f"r{rnd}-{upd.sha256}.safetensors"
-            if not path.exists():
-                self.ipfs.cat_to_file(upd.cid, path, expected_sha256=upd.sha256, max_bytes=self.spec.max_bytes,
-                                      timeout=self.fetch_timeout)
-            return path
+            return pending[upd.sha256].result()
 
         result = build_aggregate(task=self.task, rnd=rnd, parent_sha=parent_sha, rule_id=self.config.rule_id,
-                                 rule_params=self.config.rule_params, spec=self.spec, updates=self.round_updates(rnd),
+                                 rule_params=self.config.rule_params, spec=self.spec, updates=updates,
                                  fetch=fetch, out=self.work_dir / "aggregates" / f"round{rnd}.safetensors")
         for upd, why in result.excluded:
             log.warning("%s round %d: excluding update of %s (%s)", self.name, rnd, upd.member, why)
@@ -308,14 +370,81 @@ class Peer:
     def _fetch_bytes(self, cid: str) -> bytes:
         return self.ipfs.cat(cid, timeout=self.fetch_timeout)
 
-    def _load_model(self, cid: str, sha: str, path: Path) -> dict[str, np.ndarray]:
-        """A model the chain vouches for: downloaded once, hash checked before it is parsed."""
-        if not path.exists():
-            self.ipfs.cat_to_file(cid, path, expected_sha256=sha, max_bytes=self.spec.max_bytes,
-                                  timeout=self.fetch_timeout)
+    def _load_model(self, cid: str, sha: str, path: Path, pin: bool = True) -> dict[str, np.ndarray]:
+        """A model the chain vouches for: downloaded once (or joined if a prefetch is under way),
+        hash checked before it is parsed, and pinned once it is a parent we build on."""
+        self._download(cid, sha, path).result()
+        if pin:
             self.ipfs.pin_add(cid)
+        self._model_bytes = path.stat().st_size
         tensors, _ = read_model(path, sha, self.spec)
         return tensors
+
+    # ------------------------------------------------------------- downloads
+
+    def _model_path(self, sha: str) -> Path:
+        return self.work_dir / "models" / f"{sha}.safetensors"
+
+    def _update_path(self, rnd: int, sha: str) -> Path:
+        return self.work_dir / "updates" / f"r{rnd}-{sha}.safetensors"
+
+    def _download(self, cid: str, sha: str, path: Path) -> Future:
+        """A future for `path` holding the blob `cid` with sha256 `sha`: done at once if the file
+        is there, the transfer under way if one is, else a new one on the fetch pool (a failed
+        transfer is tried afresh). Errors (`StorageError`) surface from `.result()`."""
+        with self._fetch_lock:
+            fut = self._fetches.get(path)
+            if fut is not None and (not fut.done() or fut.exception() is None):
+                return fut
+            if path.exists():
+                fut = Future()
+                fut.set_result(path)
+                return fut
+            fut = self._pool.submit(self._fetch_to, cid, sha, path)
+            self._fetches[path] = fut
+            for done in [p for p, f in self._fetches.items() if f.done() and p != path]:
+                del self._fetches[done]
+            return fut
+
+    def _fetch_to(self, cid: str, sha: str, path: Path) -> Path:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.ipfs.cat_to_file(cid, path, expected_sha256=sha, max_bytes=self.spec.max_bytes,
+                                  timeout=self.fetch_timeout)
+        return path
+
+    def prefetch_updates(self, rnd: int, needed: bool) -> None:
+        """Start downloading the round's updates as their UpdateSubmitted events appear: always when
+        this member leads or verifies (`needed`), and from the submission phase on when models are
+        small enough (`prefetch_max_bytes`) that every member holding every update costs little;
+        then the round's leader and verifiers find them local when the round closes."""
+        if not needed and (self._model_bytes is None or self._model_bytes > self.prefetch_max_bytes):
+            return
+        latest = self.chain.block_number()
+        if latest < self._scanned_block:  # the chain node came back with fewer blocks: rescan
+            self._scanned_block, self._seen_updates = -1, {}
+        if latest > self._scanned_block:
+            start = max(self.from_block, self._scanned_block + 1)
+            for e in self.chain.events(from_block=start, to_block=latest, names=["UpdateSubmitted"], task=self.task):
+                upd = UpdateRecord(e["member"], e["cid"], e["sha256"], e["numSamples"])
+                self._seen_updates.setdefault(e["round"], {})[upd.sha256] = upd
+            self._scanned_block = latest
+        for upd in self._seen_updates.get(rnd, {}).values():
+            if upd.member != self.me:
+                self._download(upd.cid, upd.sha256, self._update_path(rnd, upd.sha256))
+
+    def prune(self, rnd: int) -> None:
+        """Forget other members' update files of rounds before the previous one (the chain and IPFS
+        keep them; `keep_others_updates` keeps the local copies too)."""
+        if rnd - 1 <= self._pruned_below:
+            return
+        for r in range(self._pruned_below, rnd - 1):
+            self._seen_updates.pop(r, None)
+            if not self.keep_others_updates:
+                for f in (self.work_dir / "updates").glob(f"r{r}-*.safetensors"):
+                    f.unlink(missing_ok=True)
+        self._roles = {k: v for k, v in self._roles.items() if k[0] >= rnd - 1}
+        self._pruned_below = rnd - 1
 
     def _record(self, **fields: Any) -> None:
         fields.setdefault("member", self.me)

@@ -52,6 +52,7 @@ class SimOptions:
     batch_size: int | None = None
     mu: float = 0.0
     fedcurv_lambda: float = 0.0
+    lr_decay: float = 1.0
     submission_window: int = 120  # a round with every organisation in closes at once; this only waits for absentees
     aggregation_window: int = 60
     verification_window: int = 60
@@ -147,7 +148,7 @@ def _run_sim(opts: SimOptions, say: Callable[[str], None]) -> dict:
         defaults = task_spec.default_config
         training = TrainingConfig(epochs=opts.epochs, lr=opts.lr or defaults.lr, momentum=defaults.momentum,
                                   batch_size=opts.batch_size or defaults.batch_size, mu=opts.mu, seed=opts.seed,
-                                  fedcurv_lambda=opts.fedcurv_lambda)
+                                  fedcurv_lambda=opts.fedcurv_lambda, lr_decay=opts.lr_decay)
         adversaries = plan_adversaries(opts, names)
         for i, (name, daemon) in enumerate(zip(names, daemons)):
             cfg = NodeConfig(

@@ -592,3 +592,26 @@ def test_storage_keeps_two_rounds_and_older_ones_live_in_the_event_log(ledger):
     expect_revert("RoundNotStored", ledger.admin.participants, task, 5)
     assert [e["sha256"] for e in ledger.admin.events(names=["RoundFinalized"], task=task)] == [
         h("g1"), h("g2"), h("g3")]
+
+
+def test_events_filter_by_name_task_and_round_on_the_chain_node(ledger):
+    task = setup_task(ledger, min_participants=2, max_participants=2)
+    other = ledger.admin.create_task(config(min_participants=2, max_participants=2))[0]
+    for t in (task, other):
+        submit_all(ledger, t, 1, (1, 2))
+        ledger.admin.close_submissions(t, 1)  # max participants submitted: it closes at once
+    info = ledger.admin.round_info(task, 1)
+    for i in [index_of(ledger, info.leader)] + [index_of(ledger, a) for a in ledger.admin.verifiers_of(task, 1, 0)]:
+        if i == index_of(ledger, info.leader):
+            ledger.client(i).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
+        else:
+            ledger.client(i).attest(task, 1, 0, True, h("agg"))
+    submit_all(ledger, task, 2, (1, 2), parent=h("agg"))
+    every = ledger.admin.events(names=["UpdateSubmitted"])
+    assert sorted((e["task"], e["round"]) for e in every) == [(task, 1), (task, 1), (task, 2), (task, 2), (other, 1), (other, 1)]
+    r2 = ledger.admin.events(names=["UpdateSubmitted"], task=task, round_=2)
+    assert [(e["task"], e["round"]) for e in r2] == [(task, 2), (task, 2)]
+    assert {e["member"] for e in r2} == {ledger.accounts[1].address, ledger.accounts[2].address}
+    # Events that do not index the round are still filtered in Python, never dropped or mixed.
+    mixed = ledger.admin.events(names=["TaskCreated", "UpdateSubmitted"], task=task, round_=1)
+    assert [e.name for e in mixed] == ["UpdateSubmitted", "UpdateSubmitted"]

@@ -32,6 +32,13 @@ def test_three_organisations_federate_two_rounds_with_verified_lineage(tmp_path)
         final = r["attempts"][-1]
         assert len([a for a in attested if (a["round"], a["epoch"], a["attempt"]) ==
                     (r["round"], final["epoch"], final["attempt"])]) == 2
+    # Every member fetched the others' updates of the last round (small models are prefetched as
+    # they are announced; the leader and verifiers need them anyway).
+    for org in ("org1", "org2", "org3"):
+        fetched = {f.name.split("-", 1)[1].split(".")[0] for f in (out / "orgs" / org / "updates").glob("r2-*.safetensors")}
+        own = next(json.loads(line)["sha256"] for line in (out / "orgs" / org / "metrics.jsonl").read_text().splitlines()
+                   if json.loads(line)["event"] == "submitted" and json.loads(line)["round"] == 2)
+        assert len(fetched - {own}) == 2, (org, fetched)
     assert report["final_accuracy"] > 0.4 and report["centralized_accuracy"] > 0.7
     assert (out / "accuracy.png").stat().st_size > 10_000
     assert (out / "chain" / "state.json").exists() and (out / "ipfs" / "org1").is_dir()

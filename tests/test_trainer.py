@@ -436,3 +436,18 @@ def test_missing_cifar_data_is_a_clear_error(tmp_path):
     (tmp_path / "data_batch_4.bin").unlink()
     with pytest.raises(TaskDataError, match=r"lacks the CIFAR-10 binary file\(s\) \['data_batch_4.bin'\]"):
         load_cifar10_data(str(tmp_path))
+
+
+def test_round_config_decays_the_learning_rate_and_varies_the_seed_per_round():
+    from fedledger.node.config import TrainingConfig
+    from fedledger.node.peer import round_fit_config
+
+    base = FitConfig(lr=0.1, local_epochs=5, seed=0)
+    r1, r3 = round_fit_config(base, 7, 1, 0.9), round_fit_config(base, 7, 3, 0.9)
+    assert r1.lr == pytest.approx(0.1) and r3.lr == pytest.approx(0.1 * 0.81)
+    assert r1.seed != r3.seed and round_fit_config(base, 8, 3, 0.9).seed != r3.seed
+    assert round_fit_config(base, 7, 3).lr == 0.1  # no decay: constant
+    assert (r3.local_epochs, base.lr) == (5, 0.1)  # the rest kept, the caller's config untouched
+    for bad in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="lr_decay must be in"):
+            TrainingConfig(lr_decay=bad)
