@@ -267,6 +267,11 @@ class ChainClient:
     ):
         self.rpc_url = rpc_url
         self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        # web3's validation middleware asks the node for its chain id before every call (measured:
+        # a third of a polling node's chain time); the chain id is checked once against the
+        # deployment and signed into every transaction. Names are never resolved through ENS.
+        for name in ("validation", "ens_name_to_address"):
+            self.w3.middleware_onion.remove(name)
         if poa:
             self.w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
         self.artifact = artifact or load_artifact()

@@ -45,6 +45,10 @@ class IpfsDaemonError(StorageError):
     reason_code = "daemon_error"
 
 
+#: Preloaded into each daemon: TCP_NODELAY on its sockets (see the file for the measurement).
+TCP_NODELAY = Path(__file__).with_name("tcp_nodelay.cjs")
+
+
 def jsipfs_cli() -> Path:
     path = node_modules_dir() / "ipfs" / "src" / "cli.js"
     if not path.exists():
@@ -336,7 +340,7 @@ class IpfsDaemon:
         raise AssertionError("unreachable")
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        cmd = [node_binary(), str(jsipfs_cli()), "daemon", "--enable-preload=false"]
+        cmd = [node_binary(), "--require", str(TCP_NODELAY), str(jsipfs_cli()), "daemon", "--enable-preload=false"]
         with open(self.log_file, "ab") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
             log.flush()

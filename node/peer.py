@@ -32,7 +32,7 @@ log = logging.getLogger("fedledger.node")
 #: Models up to this size are prefetched by every member as soon as each update is announced
 #: (n^2 small transfers per round, off the critical path); larger ones only by the round's leader
 #: and verifiers, from the election on.
-PREFETCH_MAX_BYTES = 16 * 2**20
+PREFETCH_MAX_BYTES = 0
 
 #: Refusals after which retrying the same publish or attestation can never succeed.
 FINAL_REFUSALS = {"WrongPhase", "WrongRound", "WrongAttempt", "TooLate", "AlreadyAttested", "NotLeader",
@@ -67,7 +67,7 @@ class Peer:
         seed: int = 0,
         adversary: Adversary | None = None,
         prefetch_max_bytes: int = PREFETCH_MAX_BYTES,
-        fetch_workers: int = 4,
+        fetch_workers: int = 8,
         lr_decay: float = 1.0,
     ):
         self.name = name

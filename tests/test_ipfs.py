@@ -71,6 +71,15 @@ def test_dev_node_config_is_loopback_only(ipfs_node):
         assert all("/ip4/127.0.0.1/" in a for a in c.id()["Addresses"])
 
 
+def test_daemon_runs_with_tcp_nodelay_preloaded(ipfs_node):
+    """Without it a cross-node block fetch waits on delayed ACKs (about 250 ms, see the file)."""
+    from fedledger.node.ipfs_daemon import TCP_NODELAY, _cmdline
+
+    cmd = _cmdline(ipfs_node.pid)
+    assert cmd[cmd.index("--require") + 1] == str(TCP_NODELAY)
+    assert "setNoDelay(true)" in TCP_NODELAY.read_text()
+
+
 def test_node_reports_its_peer_id_and_version(ipfs_client, ipfs_node):
     assert ipfs_client.id()["ID"] == ipfs_node.peer_id
     assert ipfs_client.version()["Version"]
