@@ -202,6 +202,8 @@ class IpfsDaemon:
         env["IPFS_PATH"] = str(self.repo_dir)
         env["NO_UPDATE_NOTIFIER"] = "1"  # js-ipfs' CLI would otherwise ask the npm registry
         env.pop("DEBUG", None)
+        preload = f'--require "{TCP_NODELAY}"'
+        env["NODE_OPTIONS"] = f"{env['NODE_OPTIONS']} {preload}" if env.get("NODE_OPTIONS") else preload
         return env
 
     # ------------------------------------------------------------------ addresses
@@ -340,7 +342,7 @@ class IpfsDaemon:
         raise AssertionError("unreachable")
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        cmd = [node_binary(), "--require", str(TCP_NODELAY), str(jsipfs_cli()), "daemon", "--enable-preload=false"]
+        cmd = [node_binary(), str(jsipfs_cli()), "daemon", "--enable-preload=false"]
         with open(self.log_file, "ab") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
             log.flush()
