@@ -2,7 +2,8 @@
 """Failure modes, measured on real processes with `fedledger sim`:
 
 1. sign-flipping: 10 organisations, 3 attackers, each rule clean and attacked (FedAvg, median,
-   trimmed mean beta=0.3, Multi-Krum f=3): final accuracy, and the attacked run against the clean one;
+   trimmed mean beta=0.3, Multi-Krum f=3), 10 rounds of 5 local epochs: final accuracy, and the
+   attacked run against the clean one;
 2. byzantine leaders: 4 organisations, 2 verifiers, every round's first leader publishes a wrong
    aggregate, for N rounds (N seeded trials: each round has its own election seed);
 3. killed leader: the elected leader's process is SIGKILLed before it publishes; failover time.
@@ -35,6 +36,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default="signflip,byzantine,kill")
     ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=5, help="local epochs per round in the sign-flipping runs")
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--out", default="runs/bench-faults")
     args = ap.parse_args()
@@ -51,7 +53,8 @@ def main() -> int:
             row = {"rule": rule, "params": json.loads(params)}
             for label, attackers in (("clean", 0), ("attacked", 3)):
                 rep = sim(base / f"signflip-{rule}-{label}", orgs=10, rounds=args.rounds, partition="iid", rule=rule,
-                          rule_params=params, verifiers=2, seed=0, attackers=attackers, attack="signflip")
+                          rule_params=params, verifiers=2, seed=0, attackers=attackers, attack="signflip",
+                          epochs=args.epochs)
                 row[f"{label}_accuracy"] = rep["final_accuracy"]
             row["attacked_vs_clean"] = round(row["attacked_accuracy"] / row["clean_accuracy"], 4)
             rows.append(row)
@@ -59,7 +62,8 @@ def main() -> int:
         clean_fedavg = rows[0]["clean_accuracy"]
         for row in rows:
             row["attacked_vs_clean_fedavg"] = round(row["attacked_accuracy"] / clean_fedavg, 4)
-        results["signflip"] = {"orgs": 10, "attackers": 3, "rounds": args.rounds, "partition": "iid", "rows": rows}
+        results["signflip"] = {"orgs": 10, "attackers": 3, "rounds": args.rounds, "local_epochs": args.epochs,
+                               "partition": "iid", "rows": rows}
 
     if "byzantine" in only:
         rep = sim(base / "byzantine", orgs=4, rounds=args.trials, verifiers=2, seed=5, byzantine_leader_at="all")
@@ -85,6 +89,9 @@ def main() -> int:
     path.write_text(json.dumps(results, indent=2) + "\n")
     md = []
     if "signflip" in results:
+        sf = results["signflip"]
+        md.append(f"{sf['attackers']} of {sf['orgs']} organisations sign-flipping, {sf['partition']}, {sf['rounds']} rounds "
+                  f"of {sf.get('local_epochs', 1)} local epochs:\n")
         md.append("| rule | clean accuracy | 3 of 10 sign-flipping | attacked / clean | attacked / clean FedAvg |\n"
                   "|---|---:|---:|---:|---:|")
         md += [f"| {r['rule']} | {r['clean_accuracy']:.4f} | {r['attacked_accuracy']:.4f} | {r['attacked_vs_clean']:.3f} "

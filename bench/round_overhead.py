@@ -209,7 +209,8 @@ def critical_path(events: list[dict]) -> dict[str, float]:
 
 def run_fedledger(orgs: int, rounds: int, out: Path, *, seed: int = 0, verifiers: int = 2,
                   partition: str = "dirichlet:0.5", submission_window: int = 300, aggregation_window: int = 60,
-                  verification_window: int = 60, timeout: float = 3600.0, sample_interval: float = 0.5) -> dict:
+                  verification_window: int = 60, timeout: float = 3600.0, sample_interval: float = 0.5,
+                  ipfs_nodes: int | None = None) -> dict:
     """`fedledger sim` with memory sampling; per-round rows from report.json and metrics.jsonl."""
     from fedledger.node.sim import SimOptions, run_sim
 
@@ -220,7 +221,7 @@ def run_fedledger(orgs: int, rounds: int, out: Path, *, seed: int = 0, verifiers
         report = run_sim(SimOptions(orgs=orgs, rounds=rounds, partition=partition, rule="fedavg", verifiers=verifiers,
                                     seed=seed, out=str(out), submission_window=submission_window,
                                     aggregation_window=aggregation_window, verification_window=verification_window,
-                                    timeout=timeout),
+                                    timeout=timeout, ipfs_nodes=ipfs_nodes),
                          say=lambda line: say(f"fedledger {orgs} orgs: {line}"))
     finally:
         memory = sampler.stop()

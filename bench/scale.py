@@ -3,7 +3,8 @@
 
 For 2, 5, 10, 25 and 50 organisations: `fedledger sim` on digits-mlp (Dirichlet(0.5), seed 0,
 FedAvg, 2 verifiers), each organisation with its own node process and its own js-ipfs node, all
-on this machine's cores. Per organisation count: seconds per round (steady state, rounds 2..R,
+on this machine's cores; where one js-ipfs node per organisation would not fit in memory, the
+organisations share fewer (`fedledger sim --ipfs-nodes`, at most --shared-ipfs-nodes). Per organisation count: seconds per round (steady state, rounds 2..R,
 and including round 1), coordination overhead (round minus the slowest member's training), the
 critical-path split (training, blob transfers, transactions, aggregation, waiting), gas per
 round, and peak memory per node process and per IPFS daemon (RSS and PSS, sampled with psutil).
@@ -42,14 +43,15 @@ MB = 1024 * 1024
 HEADROOM = 0.85  # use at most this share of the memory available when a size starts
 
 
-def estimate_mb(row: dict, orgs: int) -> float:
-    """Memory a run of ``orgs`` organisations needs, from a measured row: PSS per organisation
-    (node process + IPFS daemon) times ``orgs``, plus the chain node and the bench itself."""
+def estimate_mb(row: dict, orgs: int, ipfs_nodes: int | None = None) -> float:
+    """Memory a run of ``orgs`` organisations on ``ipfs_nodes`` IPFS nodes (default: one each)
+    needs, from a measured row: PSS per node process and per IPFS daemon, plus the chain node and
+    the bench itself."""
     roles = row["memory"]["roles"]
     node = roles.get("node", {}).get("peak_pss_mb_mean") or roles.get("node", {}).get("peak_rss_mb_mean", 0)
     ipfs = roles.get("ipfs", {}).get("peak_pss_mb_mean") or roles.get("ipfs", {}).get("peak_rss_mb_mean", 0)
     chain = roles.get("chain", {}).get("peak_rss_mb_max", 0)
-    return (node + ipfs) * orgs + chain + 300
+    return node * orgs + ipfs * (ipfs_nodes or orgs) + chain + 300
 
 
 def windows(orgs: int) -> dict:
@@ -59,43 +61,6 @@ def windows(orgs: int) -> dict:
             "verification_window": max(60, 4 * orgs)}
 
 
-class BatchedIpfsStart:
-    """Start the organisations' js-ipfs nodes ``batch`` at a time and give the full-mesh connect
-    time that grows with n^2, by wrapping `fedledger.node.sim`'s start_all/connect_all for one run.
-
-    `fedledger sim` starts every daemon at once with a 90 s budget and connects the n(n-1)/2 pairs
-    within 30 s; on two cores 25 Node.js daemons starting together miss that budget. This is a
-    bench-side stand-in for the sim change proposed in docs/bench.md, used only to retry a size
-    that failed that way, and recorded in the row (`ipfs_start`)."""
-
-    def __init__(self, batch: int = 4, timeout: float = 120.0):
-        self.batch, self.timeout = batch, timeout
-
-    def __enter__(self) -> "BatchedIpfsStart":
-        import fedledger.node.sim as sim
-
-        self.sim, self.orig = sim, (sim.start_all, sim.connect_all)
-        start, connect = self.orig
-
-        def start_all(daemons, timeout: float = 90.0):
-            for i in range(0, len(daemons), self.batch):
-                start(daemons[i:i + self.batch], timeout=self.timeout)
-
-        def connect_all(daemons, timeout: float = 30.0):
-            connect(daemons, timeout=max(timeout, 0.1 * len(daemons) ** 2))
-
-        sim.start_all, sim.connect_all = start_all, connect_all
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.sim.start_all, self.sim.connect_all = self.orig
-
-    def describe(self) -> str:
-        return (f"bench-side: js-ipfs nodes started {self.batch} at a time ({self.timeout:g} s per batch), "
-                "mesh connect budget 0.1 s x n^2")
-
-
-IPFS_START_FAILURES = ("IPFS API did not answer", "IPFS nodes not connected")
 
 
 def growth(xs: list[int], ys: list[float]) -> dict:
@@ -190,8 +155,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-flower", action="store_true", help="skip the Flower simulation reference")
     ap.add_argument("--force", action="store_true", help="run every size even if the estimate says it will not fit")
-    ap.add_argument("--no-retry", action="store_true",
-                    help="do not retry a size whose IPFS nodes failed to start with the batched start")
+    ap.add_argument("--shared-ipfs-nodes", type=int, default=10,
+                    help="at most this many IPFS nodes when one per organisation does not fit in memory")
     ap.add_argument("--merge", action="store_true",
                     help="keep the rows of bench/results/scale.json for sizes not run now (e.g. --orgs 25 --merge)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 and 3 organisations, 2 rounds; results go "
@@ -207,47 +172,36 @@ def main() -> int:
     measured: dict | None = None
     for n in sizes:
         avail = psutil.virtual_memory().available / MB
-        if measured is not None and not args.force:
-            need = estimate_mb(measured, n)
-            if need > HEADROOM * avail:
-                reason = (f"needs about {need:,.0f} MB (PSS per organisation measured at {measured['orgs']} "
-                          f"organisations x {n}), {avail:,.0f} MB available: one js-ipfs node and one node "
-                          "process per organisation do not fit; see docs/bench.md for the shared-IPFS option")
+        ipfs_nodes = None
+        if measured is not None and not args.force and estimate_mb(measured, n) > HEADROOM * avail:
+            # One js-ipfs node per organisation does not fit: share fewer nodes (as many as fit).
+            fits = [k for k in range(n - 1, 0, -1) if estimate_mb(measured, n, k) <= HEADROOM * avail]
+            if not fits:
+                need = estimate_mb(measured, n, 1)
+                reason = (f"needs about {need:,.0f} MB even on one shared IPFS node (PSS per node process "
+                          f"measured at {measured['orgs']} organisations x {n}), {avail:,.0f} MB available")
                 say(f"skipping {n} organisations: {reason}")
                 rows.append({"orgs": n, "status": "skipped", "reason": reason, "estimated_mb": round(need),
                              "available_mb": round(avail)})
                 continue
+            ipfs_nodes = min(fits[0], max(args.shared_ipfs_nodes, 1))
+            say(f"{n} organisations with one IPFS node each would need about {estimate_mb(measured, n):,.0f} MB of "
+                f"{avail:,.0f} MB available: sharing {ipfs_nodes} IPFS nodes")
         say(f"== fedledger, {n} organisations, {args.rounds} rounds ({avail:,.0f} MB available)")
-        first_failure = None
+        out = base / f"fedledger-{n}"
         row = None
-        for attempt in ("sim", "batched"):
-            out = base / (f"fedledger-{n}" if attempt == "sim" else f"fedledger-{n}-batched-ipfs-start")
-            shim = BatchedIpfsStart() if attempt == "batched" else None
-            try:
-                if shim:
-                    say(f"retrying {n} organisations with {shim.describe()}")
-                    with shim:
-                        run = run_fedledger(n, args.rounds, out, seed=args.seed,
-                                            sample_interval=1.0 if n > 10 else 0.5, **windows(n))
-                else:
-                    run = run_fedledger(n, args.rounds, out, seed=args.seed,
-                                        sample_interval=1.0 if n > 10 else 0.5, **windows(n))
-                row = fedledger_row(run)
-                row["ipfs_start"] = shim.describe() if shim else "fedledger sim as is (all at once, 90 s)"
-                if first_failure:
-                    row["first_attempt_failed"] = first_failure
-                measured = row
-                break
-            except Exception as exc:  # a size that fails is a result too; the next size still runs
-                traceback.print_exc(file=sys.stderr)
-                say(f"fedledger with {n} organisations failed: {exc}")
-                reason = f"{type(exc).__name__}: {exc}"[:600]
-                if attempt == "sim" and any(m in str(exc) for m in IPFS_START_FAILURES) and not args.no_retry:
-                    first_failure = {"reason": reason, "run_dir": str(out)}
-                    continue
-                rows.append({"orgs": n, "status": "failed", "reason": reason, "run_dir": str(out),
-                             **({"first_attempt_failed": first_failure} if first_failure else {})})
-                break
+        try:
+            run = run_fedledger(n, args.rounds, out, seed=args.seed, sample_interval=1.0 if n > 10 else 0.5,
+                                ipfs_nodes=ipfs_nodes, **windows(n))
+            row = fedledger_row(run)
+            row["ipfs_nodes"] = ipfs_nodes or n
+            if n <= 10:
+                measured = row  # the one-node-per-organisation layout the estimate extrapolates
+        except Exception as exc:  # a size that fails is a result too; the next size still runs
+            traceback.print_exc(file=sys.stderr)
+            say(f"fedledger with {n} organisations failed: {exc}")
+            rows.append({"orgs": n, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:600],
+                         "run_dir": str(out), "ipfs_nodes": ipfs_nodes or n})
         if row is None:
             continue
         if not args.no_flower:
@@ -274,7 +228,8 @@ def main() -> int:
     xs = [r["orgs"] for r in ok]
     doc = {
         "task": {"name": "digits-mlp", "partition": "dirichlet:0.5", "seed": args.seed, "rule": "FedAvg",
-                 "verifiers": 2, "rounds": args.rounds, "ipfs": "one js-ipfs node per organisation"},
+                 "verifiers": 2, "rounds": args.rounds,
+                 "ipfs": "one js-ipfs node per organisation, or shared nodes where that does not fit (row's ipfs_nodes)"},
         "machine": {"cpus": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
                     "load_average_at_start": load_at_start,
                     "load_average_at_end": [round(x, 2) for x in psutil.getloadavg()]},
@@ -285,6 +240,7 @@ def main() -> int:
             "node_peak_rss_mb": "peak RSS of one organisation's node process (max and mean over organisations)",
             "ipfs_peak_rss_mb": "peak RSS of one organisation's js-ipfs daemon",
             "peak_total_pss_mb": "peak of the summed PSS of every process of the run (nodes, IPFS, Anvil)",
+            "ipfs_nodes": "js-ipfs daemons of the run: one per organisation, or fewer shared ones",
         },
         "quick": bool(args.quick),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

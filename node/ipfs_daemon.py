@@ -452,15 +452,27 @@ class _PortInUse(Exception):
     pass
 
 
-def connect_all(daemons: Sequence[IpfsDaemon], timeout: float = 30.0) -> None:
-    """Swarm-connect every pair of daemons over 127.0.0.1 and wait until each sees the others."""
+def connect_all(daemons: Sequence[IpfsDaemon], timeout: float | None = None) -> None:
+    """Swarm-connect every pair of daemons over 127.0.0.1 and wait until each sees the others.
+
+    The n(n-1)/2 connections are made a few at a time in parallel; the default budget grows with
+    them (30 s, or 0.1 s per pair beyond that)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = [(i, j) for i in range(len(daemons)) for j in range(i + 1, len(daemons))]
+    timeout = timeout if timeout is not None else max(30.0, 0.1 * len(pairs))
     deadline = time.monotonic() + timeout
     clients = [d.client(timeout=timeout) for d in daemons]
     try:
-        for i, a in enumerate(daemons):
-            for b in daemons[i + 1 :]:
-                for addr in b.swarm_addrs():
-                    clients[i].swarm_connect(addr, timeout=max(1.0, deadline - time.monotonic()))
+        addrs = [d.swarm_addrs() for d in daemons]
+
+        def connect(pair: tuple[int, int]) -> None:
+            i, j = pair
+            for addr in addrs[j]:
+                clients[i].swarm_connect(addr, timeout=max(1.0, deadline - time.monotonic()))
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(connect, pairs))
         want = {d.peer_id for d in daemons}
         while True:
             missing = [
@@ -478,12 +490,13 @@ def connect_all(daemons: Sequence[IpfsDaemon], timeout: float = 30.0) -> None:
 
 
 
-def start_all(daemons: Sequence[IpfsDaemon], timeout: float = 90.0) -> None:
-    """Start several daemons at once (each takes seconds, mostly waiting on Node.js startup).
+def start_all(daemons: Sequence[IpfsDaemon], timeout: float = 90.0, parallel: int = 4) -> None:
+    """Start several daemons, `parallel` at a time (each takes seconds of Node.js start-up; on two
+    cores 25 started at once missed a 90 s budget), each with its own `timeout`.
     If any fails, the ones that started are stopped again and the first error is raised."""
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=max(1, len(daemons))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(daemons)))) as pool:
         futures = [pool.submit(d.start, timeout) for d in daemons]
         errors = [f.exception() for f in futures]
     failed = [e for e in errors if e is not None]

@@ -46,11 +46,23 @@ def test_three_organisations_federate_two_rounds_with_verified_lineage(tmp_path)
 
 def test_a_killed_node_restarts_and_rejoins_the_next_round(tmp_path):
     out = tmp_path / "run"
+    # Two IPFS nodes shared by three organisations (org1 and org3 on ipfs1): the large-simulation
+    # layout works the same.
     report = run_sim(SimOptions(orgs=3, rounds=3, out=str(out), seed=2, restart_org="org2@2",
-                                submission_window=20), say=lambda _: None)
+                                submission_window=20, ipfs_nodes=2), say=lambda _: None)
+    assert sorted(p.name for p in (out / "ipfs").iterdir()) == ["ipfs1", "ipfs2"]
     assert report["faults"][0]["org"] == "org2"
     rounds = {r["round"]: r for r in report["rounds"]}
     assert sorted(rounds) == [1, 2, 3]
     assert "org2" in rounds[3]["participants"]
     log = (out / "orgs" / "org2" / "node.log").read_text()
     assert log.count("joins task") == 2  # the restarted process picked up from chain state
+
+
+@pytest.mark.parametrize("nodes", [0, 4])
+def test_sim_refuses_an_ipfs_node_count_outside_1_to_orgs_before_starting_anything(tmp_path, nodes):
+    from fedledger.node.sim import SimError
+
+    with pytest.raises(SimError, match="--ipfs-nodes must be between 1 and --orgs"):
+        run_sim(SimOptions(orgs=3, rounds=1, out=str(tmp_path / "run"), ipfs_nodes=nodes), say=lambda _: None)
+    assert not (tmp_path / "run" / "ipfs").exists()
