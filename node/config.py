@@ -63,6 +63,7 @@ class NodeConfig:
     partition_seed: int = 0
     poll_seconds: float = 0.05
     keep_others_updates: bool = False
+    prefetch_max_mb: float = 0.0  # fetch every update as it is announced when models are at most this size
     training: TrainingConfig = field(default_factory=TrainingConfig)
     adversary: dict = field(default_factory=dict)  # fault/attack experiments only; see node/adversary.py
 
@@ -98,6 +99,7 @@ class NodeConfig:
             poa=bool(chain.get("poa", False)),
             ipfs_api=need("ipfs", "api_url"),
             keep_others_updates=bool(ipfs.get("keep_others_updates", False)),
+            prefetch_max_mb=float(ipfs.get("prefetch_max_mb", 0.0)),
             keystore=rel(need("keystore", "path")),
             password=_relative_password_file(key.get("password", "prompt"), base),
             task=int(task.get("id", 0)),
@@ -133,6 +135,7 @@ class NodeConfig:
             "[ipfs]",
             f'api_url = "{self.ipfs_api}"    # this organisation\'s own IPFS node (RPC API on localhost)',
             f"keep_others_updates = {str(self.keep_others_updates).lower()}",
+            f"prefetch_max_mb = {self.prefetch_max_mb}",
             "",
             "[keystore]",
             f'path = "{self.keystore}"',

@@ -528,6 +528,7 @@ def render_node_config(cfg: NodeConfig) -> str:
         ("[ipfs]", ""),
         (f"api_url = {_toml_str(cfg.ipfs_api)}", "YOUR IPFS node's RPC API, never another organisation's"),
         (f"keep_others_updates = {str(cfg.keep_others_updates).lower()}", "true keeps every member's updates pinned"),
+        (f"prefetch_max_mb = {cfg.prefetch_max_mb}", "fetch every update as announced if models are this small (0: off)"),
         ("", ""),
         ("[keystore]", ""),
         (f"path = {_toml_str(cfg.keystore)}", "encrypted (fedledger keys new); never share it"),
