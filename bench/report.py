@@ -311,16 +311,61 @@ def build(results: Path) -> str:
     return "\n".join(parts) + "\n"
 
 
+README = RESULTS.parent.parent / "README.md"
+BEGIN, END = "<!-- bench-summary:begin -->", "<!-- bench-summary:end -->"
+
+
+#: The summary's sections the README embeds (gas, faults, learning and storage have their own
+#: README sections, written by hand around their tables).
+README_SECTIONS = ("Round overhead against Flower", "Scale:")
+
+
+def readme_block(summary: str) -> str:
+    """The system-benchmark sections of the summary as the README embeds them, headings one level down."""
+    sections: list[list[str]] = []
+    for line in summary.splitlines():
+        if line.startswith("## "):
+            sections.append([])
+        if sections:
+            sections[-1].append("#" + line if line.startswith("#") else line)
+    keep = [sec for sec in sections if sec[0][4:].startswith(README_SECTIONS)]
+    body = [ln for sec in keep for ln in sec]
+    while body and not body[-1].strip():
+        body.pop()
+    return "\n".join([BEGIN, "", *body, "", "All benchmark results, with gas, storage, aggregation, faults and learning: "
+                       "[`bench/results/SUMMARY.md`](bench/results/SUMMARY.md); method and findings: "
+                       "[`docs/bench.md`](docs/bench.md).", END])
+
+
+def embed(readme: Path, summary: str) -> bool:
+    """Replace the README's summary block (between the markers) with `summary`; False if absent."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        return False
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(head + readme_block(summary) + tail)
+    return True
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--readme", type=Path, default=README,
+                    help="README whose block between the bench-summary markers is replaced by the summary")
+    ap.add_argument("--no-readme", action="store_true", help="write SUMMARY.md only")
     args = ap.parse_args()
     text = build(args.results)
     out = args.out or args.results / "SUMMARY.md"
     out.write_text(text)
     print(text)
     print(f"wrote {out}", file=sys.stderr)
+    if not args.no_readme:
+        if embed(args.readme, text):
+            print(f"embedded it in {args.readme}", file=sys.stderr)
+        else:
+            print(f"{args.readme} has no {BEGIN} ... {END} block; not embedded", file=sys.stderr)
     return 0
 
 

@@ -32,3 +32,17 @@ def test_readme_carries_the_consortium_guide_that_the_tests_run():
     root = repo_root()
     guide = (root / "docs" / "consortium.md").read_text().strip()
     assert guide in (root / "README.md").read_text(), "paste docs/consortium.md into the README again"
+
+
+def test_readme_embeds_the_current_benchmark_summary():
+    """bench/report.py regenerates the block from bench/results; a stale README fails here."""
+    import importlib.util
+
+    path = repo_root() / "bench" / "report.py"
+    spec = importlib.util.spec_from_file_location("bench_report", path)
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    summary = report.build(repo_root() / "bench" / "results")
+    readme = (repo_root() / "README.md").read_text()
+    assert report.readme_block(summary) in readme, "run `.venv/bin/python bench/report.py` to refresh README.md"
+    assert (repo_root() / "bench" / "results" / "SUMMARY.md").read_text() == summary
