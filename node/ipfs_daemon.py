@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from .ipfs import IpfsClient, StorageError
+from .ipfs import IpfsClient, IpfsError, StorageError
 from .procs import free_port, node_modules_dir, pid_alive
 
 LOCK_DIR = "repo.lock"  # proper-lockfile's lock (a directory) in ipfs-repo's fs lock
@@ -469,7 +469,16 @@ def connect_all(daemons: Sequence[IpfsDaemon], timeout: float | None = None) -> 
         def connect(pair: tuple[int, int]) -> None:
             i, j = pair
             for addr in addrs[j]:
-                clients[i].swarm_connect(addr, timeout=max(1.0, deadline - time.monotonic()))
+                while True:
+                    try:
+                        clients[i].swarm_connect(addr, timeout=max(1.0, deadline - time.monotonic()))
+                        break
+                    except IpfsError:
+                        # A dial can fail while both sides are busy dialling others (js-ipfs:
+                        # "All promises were rejected"); try again until the budget runs out.
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.5)
 
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(connect, pairs))
