@@ -13,7 +13,10 @@ than multiplying by n_i / N) makes identical float32 updates average to themselv
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ._core import (
@@ -53,6 +56,37 @@ def _weighted_sum_layer(
         out[s:e] = acc
 
 
+#: Threads that sum disjoint halves of a large layer. Every coordinate still gets the same
+#: sequence of IEEE operations, so the bits do not depend on the thread count; numpy releases the
+#: GIL inside each operation.
+THREADS = max(1, min(2, os.cpu_count() or 1))
+_pool: ThreadPoolExecutor | None = None
+
+
+def _split_sum_layer(flats, weights, out, divisor, bufs) -> None:
+    """`_weighted_sum_layer` over contiguous parts of the layer, one per buffer pair, in parallel
+    when the layer spans more than one chunk per part."""
+    global _pool
+    length, size = out.shape[0], bufs[0][0].shape[0]
+    parts = len(bufs) if length >= 2 * size else 1
+    if parts == 1:
+        _weighted_sum_layer(flats, weights, out, divisor, *bufs[0])
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="fedavg")
+    step = -(-length // parts)
+    step = -(-step // size) * size  # whole chunks per part
+    bounds = [(s, min(length, s + step)) for s in range(0, length, step)]
+
+    def run(i: int) -> None:
+        s, e = bounds[i]
+        with np.errstate(over="ignore", invalid="ignore"):
+            _weighted_sum_layer([x[s:e] for x in flats], weights, out[s:e], divisor, *bufs[i])
+
+    for f in [_pool.submit(run, i) for i in range(len(bounds))]:
+        f.result()
+
+
 def weighted_mean(inputs: Inputs, weights: Sequence[float] | None = None) -> Model:
     """FedAvg over already-ordered inputs (shared by fedavg, multi-Krum and the registry)."""
     weights = inputs.weights if weights is None else list(weights)
@@ -61,12 +95,11 @@ def weighted_mean(inputs: Inputs, weights: Sequence[float] | None = None) -> Mod
         total += w
     result: Model = {}
     size = inputs.chunk_for(CHUNK)
-    acc_buf = np.empty(size, dtype=np.float64)
-    tmp_buf = np.empty(size, dtype=np.float64)
+    bufs = [(np.empty(size, dtype=np.float64), np.empty(size, dtype=np.float64)) for _ in range(THREADS)]
     for name, shape, dtype, flats in inputs.layers():
         out = np.empty(flats[0].shape[0], dtype=dtype)
         with np.errstate(over="ignore", invalid="ignore"):
-            _weighted_sum_layer(flats, weights, out, total, acc_buf, tmp_buf)
+            _split_sum_layer(flats, weights, out, total, bufs)
         if not np.isfinite(out).all():
             raise_non_finite(inputs, name, flats)
         result[name] = out.reshape(shape)

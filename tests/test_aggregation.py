@@ -392,3 +392,27 @@ def test_output_dtype_is_the_models_dtype(rule, dtype):
     updates = [{"w": rng.standard_normal(9).astype(dtype), "b": rng.standard_normal(()).astype(dtype)} for _ in range(7)]
     out = aggregate(rule, valid_params(rule, 7), updates, [1] * 7, hashes_of(updates))
     assert out["w"].dtype == dtype and out["b"].dtype == dtype and out["b"].shape == ()
+
+
+@pytest.mark.parametrize("length", [131_072 * 2 + 17, 1_000_003])
+def test_fedavg_of_large_layers_is_bit_identical_whatever_the_thread_count(monkeypatch, length):
+    """Large layers are summed in parallel halves; every coordinate must get the same bits."""
+    from fedledger.aggregation import mean
+
+    rng = np.random.default_rng(length)
+    ups = [{"w": rng.standard_normal(length).astype(np.float32), "b": rng.standard_normal(7).astype(np.float32)}
+           for _ in range(5)]
+    weights = [3, 1, 4, 1, 5]
+    hashes = [hashlib.sha256(bytes([i])).hexdigest() for i in range(5)]
+    results = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(mean, "THREADS", threads)
+        results.append(fedavg(ups, weights, hashes=hashes))
+    order = sorted(range(5), key=lambda i: hashes[i])
+    acc = np.float64(weights[order[0]]) * ups[order[0]]["w"].astype(np.float64)
+    for i in order[1:]:
+        acc = acc + np.float64(weights[i]) * ups[i]["w"].astype(np.float64)
+    expected = (acc / np.float64(sum(weights))).astype(np.float32)
+    for r in results:
+        assert r["w"].tobytes() == expected.tobytes()
+        assert r["b"].tobytes() == results[0]["b"].tobytes()
