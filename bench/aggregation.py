@@ -1,10 +1,11 @@
 """Aggregation rules against Flower's and against the memory-read limit, measured in one run.
 
 For each model size P and number of updates n, on the same float32 inputs:
-  * memory_limit_seconds: best of 3 of a float64 sum over the preallocated (n, P) array of all
-    updates (reading n x P float32 once); raw_read_seconds is the best of 3 of a float32 max over
-    it, the bare bandwidth, reported alongside;
-  * seconds / flower_seconds: best of 3 of each fedledger rule and of Flower's equivalent in
+  * memory_limit_seconds: best time (see best_of: at least 3 calls, more for fast ones) of a
+    float64 sum over the preallocated (n, P) array of all updates (reading n x P float32 once);
+    raw_read_seconds is the best time of a float32 max over it, the bare bandwidth, reported
+    alongside;
+  * seconds / flower_seconds: best time of each fedledger rule and of Flower's equivalent in
     flwr.server.strategy.aggregate (null where Flower has none), same inputs, same parameters;
   * peak_bytes: tracemalloc peak above the inputs during one more call of the fedledger rule
     (numpy reports its buffers to tracemalloc); the output model is included.
@@ -130,13 +131,17 @@ def make_updates(shapes, n: int, seed: int = 0):
 # timing
 
 
-def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
+def best_of(fn: Callable[[], Any], repeat: int, min_total: float = 1.0, max_repeat: int = 30) -> tuple[float, Any]:
+    """Best time of at least `repeat` calls, and of more (up to `max_repeat`) until `min_total`
+    seconds were spent: a call of a few milliseconds is timed tens of times, so a scheduler
+    hiccup on a shared machine cannot decide a ratio."""
+    best, result, spent, done = float("inf"), None, 0.0, 0
+    while done < repeat or (spent < min_total and done < max_repeat):
         gc.collect()
         t0 = time.perf_counter()
         result = fn()
-        best = min(best, time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        best, spent, done = min(best, took), spent + took, done + 1
         if best > 20 and repeat > 1:  # a slow call: one more would only cost minutes
             break
     return best, result

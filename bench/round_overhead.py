@@ -404,7 +404,8 @@ def markdown(doc: dict) -> str:
                   f"work is {cp['work']:.2f} s (slowest training {cp['train']:.3f} s, blob transfers "
                   f"{cp['transfers']:.2f} s, transactions {cp['transactions']:.2f} s, aggregation "
                   f"{cp['aggregate']:.3f} s); the remaining {f['waiting_seconds_per_round']:.2f} s is waiting "
-                  f"(0.2 s polling per phase, the close transaction, scheduling). Round / floor = "
+                  f"(noticing each phase change: a block-number poll every 50 ms, then reading the round; "
+                  f"the close transaction; scheduling on shared cores). Round / floor = "
                   f"{f['round_vs_floor']}. Gas per round: {f['gas_per_round']:,}."]
     lines += ["", f"Final accuracies agree within {doc['accuracy_spread']:.4f} "
               f"({'within' if doc['accuracies_agree'] else 'OUTSIDE'} the 0.01 tolerance)."]
