@@ -404,7 +404,7 @@ def markdown(doc: dict) -> str:
                   f"work is {cp['work']:.2f} s (slowest training {cp['train']:.3f} s, blob transfers "
                   f"{cp['transfers']:.2f} s, transactions {cp['transactions']:.2f} s, aggregation "
                   f"{cp['aggregate']:.3f} s); the remaining {f['waiting_seconds_per_round']:.2f} s is waiting "
-                  f"(noticing each phase change: a block-number poll every 50 ms, then reading the round; "
+                  f"(noticing each phase change: a block-number poll every 0.1 s per node, then reading the round; "
                   f"the close transaction; scheduling on shared cores). Round / floor = "
                   f"{f['round_vs_floor']}. Gas per round: {f['gas_per_round']:,}."]
     lines += ["", f"Final accuracies agree within {doc['accuracy_spread']:.4f} "

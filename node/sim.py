@@ -167,9 +167,9 @@ def _run_sim(opts: SimOptions, say: Callable[[str], None]) -> dict:
                 partition=opts.partition, org_index=i, num_orgs=opts.orgs, partition_seed=opts.seed,
                 training=training,
                 # Every node shares these cores and asks the one chain node: polling stays near 100
-                # requests a second in all. Measured with 10 organisations on 2 cores (9 steady
-                # rounds each): 3.02-3.07 s a round polling every 0.05 s, 2.26 s every 0.1 s, 2.64 s
-                # every 0.2 s. A node on its own machine polls every 0.05 s (its config default).
+                # requests a second in all, half the load of 0.05 s. With 10 organisations on 2
+                # cores the round time did not depend on it beyond run-to-run noise (docs/bench.md,
+                # finding 5). A node on its own machine polls every 0.05 s (its config default).
                 poll_seconds=max(0.1, 0.01 * opts.orgs),
             )
             path = out / "orgs" / name / "node.toml"
