@@ -412,6 +412,15 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_results(name: str, doc: dict, md: str, dest: Path) -> None:
+    """Write NAME.json and NAME.md into `dest`: bench/results, or for a smoke (--quick) run the
+    run directory, so that a smoke run never replaces measured results."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (dest / f"{name}.md").write_text(md)
+    say(f"wrote {dest / (name + '.json')}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--orgs", type=int, default=10)
@@ -471,12 +480,7 @@ def main() -> int:
     doc["failed"] = failed
     md = markdown(doc)
     print(md)
-    # A smoke run leaves bench/results alone: its numbers go next to its run directories.
-    dest = base if args.quick else RESULTS
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "round_overhead.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (dest / "round_overhead.md").write_text(md)
-    say(f"wrote {dest / 'round_overhead.json'}")
+    write_results("round_overhead", doc, md, base if args.quick else RESULTS)
     return 0 if doc["accuracies_agree"] and not failed else 1
 
 

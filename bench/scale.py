@@ -37,7 +37,8 @@ import psutil
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from round_overhead import RESULTS, run_fedledger, run_flower_measured, say, summarize  # noqa: E402
+from round_overhead import (RESULTS, run_fedledger, run_flower_measured, say, summarize,  # noqa: E402
+                            write_results)
 
 MB = 1024 * 1024
 HEADROOM = 0.85  # use at most this share of the memory available when a size starts
@@ -251,11 +252,7 @@ def main() -> int:
     }
     md = markdown(doc)
     print(md)
-    dest = base if args.quick else RESULTS
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "scale.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (dest / "scale.md").write_text(md)
-    say(f"wrote {dest / 'scale.json'}")
+    write_results("scale", doc, md, base if args.quick else RESULTS)
     return 0 if ok else 1
 
 

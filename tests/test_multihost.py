@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from fedledger.node.chain import wait_until
 from fedledger.node.config import NodeConfig
 from fedledger.node.devnet import DEV_KEYS, anvil_binary
 from fedledger.node.ops import OrgIpfsDaemon
@@ -92,9 +93,10 @@ class Lab:
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
-            deadline = time.monotonic() + grace
-            while self.pids() and time.monotonic() < deadline:
-                time.sleep(0.1)
+            try:
+                wait_until(lambda: not self.pids(), timeout=grace, interval=0.1, what="namespace processes to exit")
+            except TimeoutError:
+                pass  # the next signal is stronger
         for ns in reversed(self.namespaces):
             _ip("netns", "del", ns)
         self.namespaces.clear()
