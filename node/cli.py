@@ -268,6 +268,7 @@ def sim(
     restart_chain_at: Optional[int] = typer.Option(None, help="Fault: stop the chain node when this round opens and restart it from its state file.", rich_help_panel="Faults and attacks"),
     restart_ipfs: Optional[str] = typer.Option(None, help="Fault: restart NAME's IPFS node when round ROUND opens, e.g. org1@2.", rich_help_panel="Faults and attacks"),
     ipfs_nodes: Optional[int] = typer.Option(None, min=1, help="Share this many IPFS nodes among the organisations (organisation i uses node i mod K) to fit large simulations in memory; default: one each."),
+    gateways: bool = typer.Option(True, "--gateways/--swarm-only", help="Fetch each model first from the IPFS HTTP gateway of the member who stored it (hash-checked, falling back to the swarm), or only through each organisation's own node and the swarm (bitswap)."),
 ) -> None:
     """Simulate a consortium on this machine: N organisations, each a separate node process with its
     own key and IPFS node, federate on a local Anvil chain. Writes OUT/report.json and OUT/accuracy.png."""
@@ -280,7 +281,7 @@ def sim(
                       verification_window=verification_window, restart_org=restart_org, drop_org=drop_org,
                       kill_leader_at=kill_leader_at, byzantine_leader_at=byzantine_leader_at, attackers=attackers,
                       attack=attack, restart_chain_at=restart_chain_at, restart_ipfs=restart_ipfs,
-                      ipfs_nodes=ipfs_nodes)
+                      ipfs_nodes=ipfs_nodes, gateways=gateways)
     started = __import__("time").time()
     try:
         report = run_sim(opts, say=lambda line: console.print(f"[dim]{__import__('time').time() - started:6.1f}s[/dim] {line}"))

@@ -8,6 +8,7 @@ password comes from `prompt`, `env:VAR` or `file:PATH`.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +26,30 @@ def _relative_password_file(source: str, base: Path) -> str:
         if not path.is_absolute():
             return f"file:{base / path}"
     return source
+
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def parse_gateways(table: Any, path: Path) -> dict[str, str]:
+    """`[ipfs.gateways]`: member address = "http://host:port" of that member's IPFS gateway."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [ipfs] gateways must be a table of member address = gateway URL")
+    out = {}
+    for address, url in table.items():
+        if not _ADDRESS.match(str(address)):
+            raise ConfigError(f"{path}: [ipfs.gateways] key {address!r} is not a member address (0x and 40 hex digits)")
+        if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+/?$", url):
+            raise ConfigError(f"{path}: [ipfs.gateways] {address} = {url!r} is not a gateway URL like http://10.0.0.2:8080")
+        out[str(address)] = url.rstrip("/")
+    return out
+
+
+def gateway_lines(gateways: dict[str, str]) -> list[str]:
+    """The `[ipfs.gateways]` table as TOML lines (none when empty)."""
+    if not gateways:
+        return []
+    return ["", "[ipfs.gateways]"] + [f'"{a}" = "{u}"' for a, u in sorted(gateways.items())]
 
 
 @dataclass
@@ -64,6 +89,7 @@ class NodeConfig:
     poll_seconds: float = 0.05
     keep_others_updates: bool = False
     prefetch_max_mb: float = 0.0  # fetch every update as it is announced when models are at most this size
+    gateways: dict = field(default_factory=dict)  # member address -> its IPFS HTTP gateway, tried before the swarm
     training: TrainingConfig = field(default_factory=TrainingConfig)
     adversary: dict = field(default_factory=dict)  # fault/attack experiments only; see node/adversary.py
 
@@ -100,6 +126,7 @@ class NodeConfig:
             ipfs_api=need("ipfs", "api_url"),
             keep_others_updates=bool(ipfs.get("keep_others_updates", False)),
             prefetch_max_mb=float(ipfs.get("prefetch_max_mb", 0.0)),
+            gateways=parse_gateways(ipfs.get("gateways", {}), path),
             keystore=rel(need("keystore", "path")),
             password=_relative_password_file(key.get("password", "prompt"), base),
             task=int(task.get("id", 0)),
@@ -136,6 +163,7 @@ class NodeConfig:
             f'api_url = "{self.ipfs_api}"    # this organisation\'s own IPFS node (RPC API on localhost)',
             f"keep_others_updates = {str(self.keep_others_updates).lower()}",
             f"prefetch_max_mb = {self.prefetch_max_mb}",
+            *gateway_lines(self.gateways),
             "",
             "[keystore]",
             f'path = "{self.keystore}"',

@@ -186,6 +186,47 @@ class _Multipart:
 # --------------------------------------------------------------------------- client
 
 
+def write_verified(
+    chunks: Iterator[bytes],
+    path: str | os.PathLike[str],
+    what: str,
+    expected_sha256: str | bytes | None = None,
+    max_bytes: int | None = None,
+) -> str:
+    """Stream `chunks` into a temporary file next to `path` while hashing them; rename it to `path`
+    only if the sha256 equals `expected_sha256` (when given) and the size stays within
+    `max_bytes`. Returns the sha256 hex. On any failure nothing is left at `path` or beside it."""
+    expected = None if expected_sha256 is None else normalize_sha256(expected_sha256)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    tmp = Path(tmp_name)
+    h = hashlib.sha256()
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as f, closing(chunks):
+            for chunk in chunks:
+                size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    raise SizeLimitExceeded(f"{what}: content exceeds the limit of {max_bytes} bytes; refusing it")
+                h.update(chunk)
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        actual = h.hexdigest()
+        if expected is not None and actual != expected:
+            raise IntegrityError(
+                f"{what}: content has sha256 {actual}, but {expected} was expected (recorded on chain): refusing it",
+                expected=expected,
+                actual=actual,
+            )
+        os.replace(tmp, target)
+        return actual
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class IpfsClient:
     """Talks to one IPFS node's RPC API (`http://127.0.0.1:5001` style URL).
 
@@ -361,43 +402,12 @@ class IpfsClient:
         renamed to `path` only if the hash equals `expected_sha256` (when given) and the size
         stays within `max_bytes`. On any failure nothing is left at `path` or beside it.
         """
-        expected = None if expected_sha256 is None else normalize_sha256(expected_sha256)
         if timeout is None:
             seconds = self.timeout + (max_bytes or 0) / self.min_rate
         else:
             seconds = float(timeout)
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-        tmp = Path(tmp_name)
-        h = hashlib.sha256()
-        size = 0
         limit = None if max_bytes is None else max_bytes + 1
-        try:
-            with os.fdopen(fd, "wb") as f, closing(self._cat_stream(cid, seconds, limit)) as chunks:
-                for chunk in chunks:
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise SizeLimitExceeded(
-                            f"cat {cid}: content exceeds the limit of {max_bytes} bytes; refusing it"
-                        )
-                    h.update(chunk)
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            actual = h.hexdigest()
-            if expected is not None and actual != expected:
-                raise IntegrityError(
-                    f"content of {cid} has sha256 {actual}, but {expected} was expected "
-                    f"(recorded on chain): refusing it",
-                    expected=expected,
-                    actual=actual,
-                )
-            os.replace(tmp, target)
-            return actual
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        return write_verified(self._cat_stream(cid, seconds, limit), path, f"cat {cid}", expected_sha256, max_bytes)
 
     # ------------------------------------------------------------------ pins and gc
 
@@ -451,6 +461,65 @@ class IpfsClient:
             elif isinstance(key, str):
                 removed.append(key)
         return removed
+
+
+_CID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+class GatewayClient:
+    """Reads blobs from other organisations' IPFS HTTP gateways: `GET {gateway}/ipfs/{cid}`.
+
+    The swarm (bitswap through this organisation's own node) finds content anywhere but pays for
+    it: js-ipfs asks every connected node for every block, so a transfer of a small model costs
+    50-90 ms and a round's fetches grow with the square of the members. The node that stored a
+    blob serves it over HTTP in a few milliseconds. A gateway is as untrusted as the member behind
+    it: what it sends streams through the same size limit and sha256 check as any download, and a
+    caller falls back to the swarm when a gateway is down, slow or wrong.
+    """
+
+    def __init__(self, timeout: float = 30.0, min_rate: float = 1_000_000.0):
+        self.timeout = float(timeout)
+        self.min_rate = float(min_rate)
+        self._http = httpx.Client(timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 5.0)),
+                                  trust_env=False, follow_redirects=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _stream(self, gateway: str, cid: str, seconds: float) -> Iterator[bytes]:
+        url = f"{gateway.rstrip('/')}/ipfs/{cid}"
+        deadline = time.monotonic() + seconds
+        try:
+            # Model bytes barely compress: ask for them as stored (js-ipfs gzips by default). Should a
+            # gateway compress anyway, the decoded bytes count against the size limit.
+            with self._http.stream("GET", url, headers={"Accept-Encoding": "identity"},
+                                   timeout=httpx.Timeout(seconds, connect=min(seconds, 5.0))) as resp:
+                if resp.status_code != 200:
+                    raise IpfsError(f"GET {url}: HTTP {resp.status_code}", resp.status_code)
+                for chunk in resp.iter_bytes(CHUNK):
+                    yield chunk
+                    if time.monotonic() > deadline:
+                        raise IpfsTimeout(f"GET {url}: not complete within {seconds:g} s")
+        except httpx.TimeoutException as e:
+            raise IpfsTimeout(f"GET {url}: no data within {seconds:g} s") from e
+        except httpx.TransportError as e:
+            raise IpfsUnavailable(f"GET {url}: {e}") from e
+
+    def fetch_to_file(
+        self,
+        gateway: str,
+        cid: str,
+        path: str | os.PathLike[str],
+        expected_sha256: str | bytes | None = None,
+        max_bytes: int | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Download `cid` from `gateway` to `path` with `write_verified`'s guarantees; returns the sha256 hex."""
+        if not cid or not set(cid) <= _CID_CHARS or len(cid) > 200:
+            raise IpfsError(f"{cid!r} is not a CID")
+        seconds = (self.timeout + (max_bytes or 0) / self.min_rate) if timeout is None else float(timeout)
+        return write_verified(self._stream(gateway, cid, seconds), path, f"GET {gateway}/ipfs/{cid}",
+                              expected_sha256, max_bytes)
 
 
 # --------------------------------------------------------------------------- pin policy

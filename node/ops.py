@@ -49,7 +49,7 @@ import typer
 
 # Only light modules at import time: the CLI imports this module for every command, even --help.
 # The chain client (web3) and the keystores (eth-account) load when a command needs them.
-from .config import ConfigError, NodeConfig, TrainingConfig
+from .config import ConfigError, NodeConfig, TrainingConfig, gateway_lines, parse_gateways
 from .ipfs import IpfsClient, StorageError
 from .ipfs_daemon import META_FILE, IpfsDaemon, IpfsDaemonError, free_port, loopback_config
 
@@ -529,6 +529,8 @@ def render_node_config(cfg: NodeConfig) -> str:
         (f"api_url = {_toml_str(cfg.ipfs_api)}", "YOUR IPFS node's RPC API, never another organisation's"),
         (f"keep_others_updates = {str(cfg.keep_others_updates).lower()}", "true keeps every member's updates pinned"),
         (f"prefetch_max_mb = {cfg.prefetch_max_mb}", "fetch every update as announced if models are this small (0: off)"),
+        *[(line, "other members' IPFS gateways, tried before the swarm (every download is hash-checked)"
+           if line == "[ipfs.gateways]" else "") for line in gateway_lines(cfg.gateways)],
         ("", ""),
         ("[keystore]", ""),
         (f"path = {_toml_str(cfg.keystore)}", "encrypted (fedledger keys new); never share it"),
@@ -582,13 +584,15 @@ class OrgIpfsDaemon(IpfsDaemon):
     needs to take part from its own host: the swarm listening on a chosen address (so other
     organisations can connect), fixed ports if wanted, and a bootstrap list of the other
     organisations' nodes that the daemon dials by itself (and redials), as Kubo's
-    Bootstrap/Peering lists do in production. The RPC API always stays on 127.0.0.1.
+    Bootstrap/Peering lists do in production. The RPC API always stays on 127.0.0.1; the
+    read-only HTTP gateway listens beside the swarm, for the other organisations' peers to fetch
+    what this one stored (hash-checked by them, like everything they download).
 
     Settings given once are kept in the repo's fedledger-ipfs.json and reused by later starts."""
 
     def __init__(self, repo_dir: Path | str, name: str | None = None, *, swarm_host: str | None = None,
                  swarm_port: int | None = None, api_port: int | None = None,
-                 bootstrap: list[str] | None = None):
+                 bootstrap: list[str] | None = None, gateway_port: int | None = None):
         if name is None:  # the name given at init, else a neutral one
             try:
                 name = json.loads((Path(repo_dir) / META_FILE).read_text()).get("name") or "ipfs"
@@ -603,10 +607,13 @@ class OrgIpfsDaemon(IpfsDaemon):
             if ip.is_unspecified:
                 raise OpsError("--swarm-host must be the address other organisations dial, not 0.0.0.0")
         self._want: dict[str, Any] = {"swarm_host": swarm_host, "swarm_port": swarm_port, "api_port": api_port,
+                                      "gateway_port": gateway_port,
                                       "bootstrap": [check_multiaddr(a) for a in bootstrap] if bootstrap is not None else None}
 
     def _pick_ports(self) -> dict[str, int]:  # type: ignore[override]
-        fixed = {k: self._want[k] for k in ("swarm_port", "api_port") if self._want.get(k)}
+        fixed = {k: self._want[k] for k in ("swarm_port", "api_port", "gateway_port") if self._want.get(k)}
+        if len(set(fixed.values())) < len(fixed):
+            raise OpsError(f"the swarm, API and gateway ports must differ, got {fixed}")
         ports = set(fixed.values())
         out = dict(fixed)
         for key in ("swarm_port", "api_port", "gateway_port"):
@@ -625,6 +632,7 @@ class OrgIpfsDaemon(IpfsDaemon):
         self._write_json(self.repo_dir / META_FILE, meta)
         cfg = loopback_config(self._config(), meta["swarm_port"], meta["api_port"], meta["gateway_port"])
         cfg["Addresses"]["Swarm"] = [f"/ip4/{meta.get('swarm_host', '127.0.0.1')}/tcp/{meta['swarm_port']}"]
+        cfg["Addresses"]["Gateway"] = f"/ip4/{meta.get('swarm_host', '127.0.0.1')}/tcp/{meta['gateway_port']}"
         cfg["Bootstrap"] = list(meta.get("bootstrap") or [])
         self._write_json(self.config_path, cfg)
 
@@ -638,6 +646,10 @@ class OrgIpfsDaemon(IpfsDaemon):
 
     def swarm_addrs(self) -> list[str]:
         return [f"/ip4/{self.swarm_host}/tcp/{self._meta()['swarm_port']}/p2p/{self.peer_id}"]
+
+    @property
+    def gateway_url(self) -> str:  # type: ignore[override]
+        return f"http://{self.swarm_host}:{self._meta()['gateway_port']}"
 
     def dial_bootstrap(self, timeout: float = 5.0) -> dict[str, str]:
         """Dial every bootstrap peer once now (the daemon keeps redialling them on its own);
@@ -659,6 +671,7 @@ class OrgIpfsDaemon(IpfsDaemon):
         info: dict[str, Any] = {"repo": str(self.repo_dir), "name": self.name, "running": running,
                                 "api_url": self.api_url, "peer_id": self.peer_id, "swarm_addrs": self.swarm_addrs(),
                                 "swarm_port": meta["swarm_port"], "api_port": meta["api_port"],
+                                "gateway_url": self.gateway_url,
                                 "bootstrap": self.bootstrap, "pid": self.pid if running else None}
         if running:
             try:
@@ -919,6 +932,10 @@ def init_command(
     mu: float = typer.Option(0.0, "--mu", min=0.0, help="FedProx proximal term (0: plain local training)."),
     lr_decay: float = typer.Option(1.0, "--lr-decay", min=0.0, max=1.0, help="Round r trains with lr x LR_DECAY^(r-1) (1: constant)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of local training."),
+    gateway: Optional[list[str]] = typer.Option(None, "--gateway", help="ADDRESS=URL: another member's IPFS gateway "
+                                                "(`fedledger ipfs status` prints it), tried before the swarm for what "
+                                                "that member stored; repeat for each. Without any, models move "
+                                                "through the swarm alone."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing DIR/node.toml."),
     as_json: bool = _json_opt(),
 ) -> None:
@@ -972,6 +989,13 @@ def init_command(
         training = TrainingConfig(epochs=epochs, lr=lr if lr is not None else d.lr,
                                   momentum=momentum if momentum is not None else d.momentum,
                                   batch_size=batch_size or d.batch_size, mu=mu, seed=seed, lr_decay=lr_decay)
+        gateways = {}
+        for item in gateway or []:
+            address, sep, gw_url = item.partition("=")
+            if not sep:
+                raise OpsError(f"--gateway {item!r} must be ADDRESS=URL, e.g. 0xAbC...=http://10.0.0.12:8080")
+            gateways[parse_address(address.strip())] = gw_url.strip()
+        gateways = parse_gateways(gateways, Path("--gateway"))
         base.mkdir(parents=True, exist_ok=True)
         root = base.resolve()
 
@@ -981,7 +1005,7 @@ def init_command(
         cfg = NodeConfig(name=org, work_dir=Path("."), rpc_url=url, deployment=rel(dep_path), ipfs_api=api,
                          keystore=rel(ks), password=password, chain_id=chain_id, poa=poa, task=task, builtin=builtin,
                          data=data, partition=partition, org_index=org_index, num_orgs=num_orgs,
-                         partition_seed=partition_seed, training=training)
+                         partition_seed=partition_seed, training=training, gateways=gateways)
         text = render_node_config(cfg)
         cfg_path.write_text(text)
         NodeConfig.load(cfg_path)  # what we wrote must load
@@ -1298,15 +1322,18 @@ def _repo_opt() -> Any:
 
 
 def _daemon(repo: Path, name: Optional[str], swarm_host: Optional[str], swarm_port: Optional[int],
-            api_port: Optional[int], bootstrap: Optional[list[str]]) -> OrgIpfsDaemon:
+            api_port: Optional[int], bootstrap: Optional[list[str]], gateway_port: Optional[int] = None) -> OrgIpfsDaemon:
     if name is None and not (repo / META_FILE).exists():
         name = repo.resolve().parent.name or "ipfs"
     return OrgIpfsDaemon(repo, name, swarm_host=swarm_host,
-                         swarm_port=swarm_port, api_port=api_port, bootstrap=bootstrap or None)
+                         swarm_port=swarm_port, api_port=api_port, bootstrap=bootstrap or None,
+                         gateway_port=gateway_port)
 
 
 _SWARM_HOST_HELP = ("IPv4 address the swarm listens on, the one other organisations dial (default 127.0.0.1: "
                     "this machine only). Kept for later starts.")
+_GATEWAY_PORT_HELP = ("Port of the read-only HTTP gateway, on the swarm address: other organisations' peers fetch "
+                      "what this node stored from it (default: a free one). Kept for later starts.")
 _BOOTSTRAP_HELP = ("Another organisation's node, /ip4/ADDR/tcp/PORT/p2p/PEER_ID (repeat the option for each). The "
                    "daemon dials and redials them: your private swarm. Replaces the stored list when given.")
 
@@ -1315,7 +1342,8 @@ def _ipfs_lines(info: Mapping[str, Any]) -> list[str]:
     lines = [f"IPFS node {info['name']}: {'running, pid ' + str(info['pid']) if info['running'] else 'stopped'}",
              f"api      {info['api_url']}   (this machine only)",
              f"peer id  {info['peer_id']}",
-             f"swarm    {' '.join(info['swarm_addrs'])}   (hand this to the other organisations)"]
+             f"swarm    {' '.join(info['swarm_addrs'])}   (hand this to the other organisations)",
+             f"gateway  {info['gateway_url']}   (read-only; hand it over with your member address)"]
     lines += [f"bootstrap {a}" for a in info["bootstrap"]]
     if info.get("connected_peers") is not None:
         lines.append(f"connected to {len(info['connected_peers'])} peers")
@@ -1330,13 +1358,14 @@ def ipfs_init(
     swarm_host: Optional[str] = typer.Option(None, "--swarm-host", help=_SWARM_HOST_HELP),
     swarm_port: Optional[int] = typer.Option(None, "--swarm-port", min=1, max=65535, help="Swarm TCP port (default: a free one)."),
     api_port: Optional[int] = typer.Option(None, "--api-port", min=1, max=65535, help="API port on 127.0.0.1 (default: a free one)."),
+    gateway_port: Optional[int] = typer.Option(None, "--gateway-port", min=1, max=65535, help=_GATEWAY_PORT_HELP),
     bootstrap: Optional[list[str]] = typer.Option(None, "--bootstrap", help=_BOOTSTRAP_HELP),
     as_json: bool = _json_opt(),
 ) -> None:
     """Create the node's repo (its identity) and config without starting it, and print its peer
     id and swarm multiaddr: what the other organisations put in their --bootstrap lists."""
     with reporting(as_json):
-        d = _daemon(repo, name, swarm_host, swarm_port, api_port, bootstrap).init()
+        d = _daemon(repo, name, swarm_host, swarm_port, api_port, bootstrap, gateway_port).init()
         info = d.describe()
         _emit(as_json, {"ok": True} | info, _ipfs_lines(info))
 
@@ -1349,6 +1378,7 @@ def ipfs_up(
     swarm_host: Optional[str] = typer.Option(None, "--swarm-host", help=_SWARM_HOST_HELP),
     swarm_port: Optional[int] = typer.Option(None, "--swarm-port", min=1, max=65535, help="Swarm TCP port."),
     api_port: Optional[int] = typer.Option(None, "--api-port", min=1, max=65535, help="API port on 127.0.0.1."),
+    gateway_port: Optional[int] = typer.Option(None, "--gateway-port", min=1, max=65535, help=_GATEWAY_PORT_HELP),
     bootstrap: Optional[list[str]] = typer.Option(None, "--bootstrap", help=_BOOTSTRAP_HELP),
     timeout: float = typer.Option(90.0, "--timeout", help="Seconds to wait for the API to answer."),
     as_json: bool = _json_opt(),
@@ -1357,7 +1387,7 @@ def ipfs_up(
     API answers, and dial the bootstrap peers once (those not up yet are redialled by the daemon
     later). Exit 3 if it does not come up; its log is REPO/daemon.log. Stop it with `ipfs down`."""
     with reporting(as_json):
-        d = _daemon(repo, name, swarm_host, swarm_port, api_port, bootstrap)
+        d = _daemon(repo, name, swarm_host, swarm_port, api_port, bootstrap, gateway_port)
         was_running = d.init().running
         d.start(timeout=timeout)
         dialled = d.dial_bootstrap()
@@ -1368,13 +1398,16 @@ def ipfs_up(
 
 @ipfs_app.command("addr", epilog=EXIT_CODES_HELP)
 @_reflow
-def ipfs_addr(repo: Path = _repo_opt()) -> None:
+def ipfs_addr(repo: Path = _repo_opt(),
+              gateway: bool = typer.Option(False, "--gateway", help="Print the gateway URL instead: the value "
+                                                                    "other organisations pass to `init --gateway`.")) -> None:
     """Print the node's swarm multiaddr alone, for scripts: the value other organisations pass as
     --bootstrap. The node need not be running."""
     with reporting(False):
         if not (repo / META_FILE).exists():
             raise OpsError(f"{repo} is not a fedledger IPFS repo: run `fedledger ipfs init --repo {repo}`")
-        print(OrgIpfsDaemon(repo).swarm_addrs()[0])
+        daemon = OrgIpfsDaemon(repo)
+        print(daemon.gateway_url if gateway else daemon.swarm_addrs()[0])
 
 
 @ipfs_app.command("down", epilog=EXIT_CODES_HELP)

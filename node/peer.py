@@ -15,7 +15,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from fedledger.aggregation.registry import aggregates_match, tolerance
 
 from .adversary import Adversary, malformed_update
 from .chain import ChainClient, ChainError, ContractRevert, Phase
-from .ipfs import IpfsClient, StorageError
+from .ipfs import GatewayClient, IpfsClient, StorageError
 from .modelfile import ModelSpec, read_model, sha256_bytes, write_model_file
 from .recompute import AggregateResult, NoValidUpdate, UpdateRecord, build_aggregate
 
@@ -71,6 +71,7 @@ class Peer:
         prefetch_max_bytes: int = PREFETCH_MAX_BYTES,
         fetch_workers: int = 8,
         lr_decay: float = 1.0,
+        gateways: Mapping[str, str] | None = None,
     ):
         self.name = name
         self.chain = chain
@@ -103,6 +104,13 @@ class Peer:
         self._seen_updates: dict[int, dict[str, UpdateRecord]] = {}
         self._roles: dict[tuple, bool] = {}
         self._pruned_below = 1
+        # Other members' IPFS gateways (address -> URL): a blob is fetched first from the gateway of
+        # the member who stored it, then through our own node and the swarm.
+        self.gateways = {a.lower(): url for a, url in (gateways or {}).items()}
+        self._gateway = GatewayClient(timeout=fetch_timeout) if self.gateways else None
+        self._source_of: dict[str, str] = {}  # cid -> member who stored it, when the chain says so
+        self._not_in_own_node: set[str] = set()  # cids fetched from a gateway: our node lacks them
+        self.fetch_counts = {"gateway": 0, "swarm": 0, "own": 0, "gateway_failed": 0}
 
     # ------------------------------------------------------------------ loop
 
@@ -121,7 +129,10 @@ class Peer:
                     if block != last_block or time.monotonic() - last_tick >= 1.0:
                         last_block, last_tick = block, time.monotonic()
                         if self.tick():
-                            log.info("%s: task %d completed", self.name, self.task)
+                            c = self.fetch_counts
+                            log.info("%s: task %d completed; fetched %d blobs from gateways and %d through the swarm "
+                                     "(%d gateway failures; %d of its own)", self.name, self.task, c["gateway"],
+                                     c["swarm"], c["gateway_failed"], c["own"])
                             return
                 except (ChainError, StorageError, OSError) as exc:
                     # The chain node or our IPFS node is down or restarting: nothing is lost, the next
@@ -132,6 +143,8 @@ class Peer:
                 time.sleep(self.poll_seconds)
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._gateway is not None:
+                self._gateway.close()
 
     def tick(self) -> bool:
         """One pass of observe, decide, act. Returns True once the task has completed."""
@@ -156,7 +169,8 @@ class Peer:
             self.watch_deadline(rnd, info)
         elif info.phase == Phase.VERIFICATION:
             # Everyone will train on this aggregate if it finalizes: fetch it while it is verified.
-            self._download(info.aggregate_cid, info.aggregate_sha256, self._model_path(info.aggregate_sha256))
+            self._download(info.aggregate_cid, info.aggregate_sha256, self._model_path(info.aggregate_sha256),
+                           source=info.leader)
             step = ("verify", rnd, info.epoch, info.attempt)
             if step not in self._done_steps and self._has_role(rnd, info, verifier_only=True):
                 self._once(step, lambda: self.verify(rnd, info, state.global_sha256))
@@ -176,7 +190,11 @@ class Peer:
 
     def submit(self, rnd: int, parent_sha: str, parent_cid: str) -> None:
         t0 = time.perf_counter()
-        parent = self._load_model(parent_cid, parent_sha, self._model_path(parent_sha))
+        path = self._model_path(parent_sha)
+        if rnd > 1 and not path.exists() and parent_cid not in self._source_of:
+            # The round went by too fast to prefetch its aggregate: it is in its leader's node.
+            self._source_of[parent_cid] = (self.chain.round_info(self.task, rnd - 1).leader or "").lower()
+        parent = self._load_model(parent_cid, parent_sha, path)
         t_fetch = time.perf_counter()
         if rnd > 1 and hasattr(self.trainer, "set_own_fedcurv_terms") and not self.chain.has_submitted(
                 self.task, rnd - 1, self.me):
@@ -204,8 +222,7 @@ class Peer:
             log.warning("%s round %d: ADVERSARY submits a malformed update (%s)", self.name, rnd, kind)
         else:
             sha = write_model_file(path, weights, meta)
-        cid = self.ipfs.add_file(path)
-        self.ipfs.pin_add(cid)
+        cid = self.ipfs.add_file(path)  # stored and pinned by our own node
         t_upload = time.perf_counter()
         try:
             tx = self.chain.submit_update(self.task, rnd, parent_sha, cid, sha, result.num_samples)
@@ -259,8 +276,7 @@ class Peer:
             result.sha256 = write_model_file(result.path, cheat, meta)
             log.warning("%s round %d: ADVERSARY leader publishes a wrong aggregate", self.name, rnd)
         t0 = time.perf_counter()
-        cid = self.ipfs.add_file(result.path)
-        self.ipfs.pin_add(cid)
+        cid = self.ipfs.add_file(result.path)  # stored and pinned by our own node
         t1 = time.perf_counter()
         try:
             tx = self.chain.publish_aggregate(self.task, rnd, info.attempt, cid, result.sha256)
@@ -328,7 +344,8 @@ class Peer:
         The list of updates is read afresh from the chain (never from the prefetch cache); every
         download starts at once on the fetch pool, and one already under way is joined."""
         updates = self.round_updates(rnd)
-        pending = {u.sha256: self._download(u.cid, u.sha256, self._update_path(rnd, u.sha256)) for u in updates}
+        pending = {u.sha256: self._download(u.cid, u.sha256, self._update_path(rnd, u.sha256), source=u.member)
+                   for u in updates}
 
         def fetch(upd: UpdateRecord) -> Path:
             return pending[upd.sha256].result()
@@ -377,7 +394,7 @@ class Peer:
         hash checked before it is parsed, and pinned once it is a parent we build on."""
         self._download(cid, sha, path).result()
         if pin:
-            self.ipfs.pin_add(cid)
+            self._keep(cid, path)
         self._model_bytes = path.stat().st_size
         tensors, _ = read_model(path, sha, self.spec)
         return tensors
@@ -390,11 +407,22 @@ class Peer:
     def _update_path(self, rnd: int, sha: str) -> Path:
         return self.work_dir / "updates" / f"r{rnd}-{sha}.safetensors"
 
-    def _download(self, cid: str, sha: str, path: Path) -> Future:
+    def _keep(self, cid: str, path: Path) -> None:
+        """Pin a model we build on in our own node. One fetched from a gateway is added from the
+        verified local file (the same bytes give the same CID, without a network transfer)."""
+        if cid in self._not_in_own_node and self.ipfs.add_file(path) == cid:
+            self._not_in_own_node.discard(cid)
+            return
+        self.ipfs.pin_add(cid, timeout=self.fetch_timeout)
+
+    def _download(self, cid: str, sha: str, path: Path, source: str | None = None) -> Future:
         """A future for `path` holding the blob `cid` with sha256 `sha`: done at once if the file
         is there, the transfer under way if one is, else a new one on the fetch pool (a failed
-        transfer is tried afresh). Errors (`StorageError`) surface from `.result()`."""
+        transfer is tried afresh). `source` is the member who stored the blob, if known: its
+        gateway is tried first. Errors (`StorageError`) surface from `.result()`."""
         with self._fetch_lock:
+            if source:
+                self._source_of[cid] = source.lower()
             fut = self._fetches.get(path)
             if fut is not None and (not fut.done() or fut.exception() is None):
                 return fut
@@ -402,18 +430,37 @@ class Peer:
                 fut = Future()
                 fut.set_result(path)
                 return fut
-            fut = self._pool.submit(self._fetch_to, cid, sha, path)
+            fut = self._pool.submit(self._fetch_to, cid, sha, path, self._source_of.get(cid))
             self._fetches[path] = fut
             for done in [p for p, f in self._fetches.items() if f.done() and p != path]:
                 del self._fetches[done]
             return fut
 
-    def _fetch_to(self, cid: str, sha: str, path: Path) -> Path:
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.ipfs.cat_to_file(cid, path, expected_sha256=sha, max_bytes=self.spec.max_bytes,
-                                  timeout=self.fetch_timeout)
+    def _fetch_to(self, cid: str, sha: str, path: Path, source: str | None = None) -> Path:
+        if path.exists():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        gateway = self.gateways.get(source or "") if source != self.me.lower() else None
+        if gateway and self._gateway is not None:
+            try:
+                self._gateway.fetch_to_file(gateway, cid, path, expected_sha256=sha, max_bytes=self.spec.max_bytes,
+                                            timeout=min(self.fetch_timeout, 10.0 + self.spec.max_bytes / 1e6))
+                self._not_in_own_node.add(cid)
+                self._count("gateway")
+                return path
+            except StorageError as exc:
+                self._count("gateway_failed")
+                # Down, slow or lying: the swarm has the final word (the size and hash checks are the same).
+                log.info("%s: gateway of %s failed for %s (%s); fetching through the swarm", self.name,
+                         source, cid, exc)
+        self.ipfs.cat_to_file(cid, path, expected_sha256=sha, max_bytes=self.spec.max_bytes,
+                              timeout=self.fetch_timeout)
+        self._count("own" if source == self.me.lower() else "swarm")
         return path
+
+    def _count(self, how: str) -> None:
+        with self._fetch_lock:
+            self.fetch_counts[how] += 1
 
     def prefetch_updates(self, rnd: int, needed: bool) -> None:
         """Start downloading the round's updates as their UpdateSubmitted events appear: always when
@@ -433,7 +480,7 @@ class Peer:
             self._scanned_block = latest
         for upd in self._seen_updates.get(rnd, {}).values():
             if upd.member != self.me:
-                self._download(upd.cid, upd.sha256, self._update_path(rnd, upd.sha256))
+                self._download(upd.cid, upd.sha256, self._update_path(rnd, upd.sha256), source=upd.member)
 
     def prune(self, rnd: int) -> None:
         """Forget other members' update files of rounds before the previous one (the chain and IPFS
@@ -446,6 +493,10 @@ class Peer:
                 for f in (self.work_dir / "updates").glob(f"r{r}-*.safetensors"):
                     f.unlink(missing_ok=True)
         self._roles = {k: v for k, v in self._roles.items() if k[0] >= rnd - 1}
+        with self._fetch_lock:  # fetch bookkeeping of older rounds: keep the newest entries only
+            for cid in list(self._source_of)[:-256]:
+                del self._source_of[cid]
+            self._not_in_own_node &= set(self._source_of)
         self._pruned_below = rnd - 1
 
     def _record(self, **fields: Any) -> None:

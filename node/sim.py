@@ -67,6 +67,7 @@ class SimOptions:
     restart_chain_at: int | None = None  # stop the chain node (state written) when ROUND opens, start it again
     restart_ipfs: str | None = None  # "NAME@ROUND": restart that organisation's IPFS node when ROUND opens
     ipfs_nodes: int | None = None  # share this many IPFS nodes among the organisations; None: one each
+    gateways: bool = True  # fetch each blob from its storer's IPFS gateway first; False: the swarm only
 
 
 class SimError(RuntimeError):
@@ -157,6 +158,7 @@ def _run_sim(opts: SimOptions, say: Callable[[str], None]) -> dict:
                                   batch_size=opts.batch_size or defaults.batch_size, mu=opts.mu, seed=opts.seed,
                                   fedcurv_lambda=opts.fedcurv_lambda, lr_decay=opts.lr_decay)
         adversaries = plan_adversaries(opts, names)
+        gateways = {addr: daemon_of[name].gateway_url for name, addr in zip(names, members)} if opts.gateways else {}
         for i, name in enumerate(names):
             daemon = daemon_of[name]
             cfg = NodeConfig(
@@ -165,7 +167,7 @@ def _run_sim(opts: SimOptions, say: Callable[[str], None]) -> dict:
                 ipfs_api=daemon.api_url, keystore=out / "orgs" / name / "keystore.json",
                 password=f"env:{PASSWORD_ENV}", task=task_id, builtin=opts.task, data=opts.data,
                 partition=opts.partition, org_index=i, num_orgs=opts.orgs, partition_seed=opts.seed,
-                training=training,
+                training=training, gateways={a: u for a, u in gateways.items() if a != members[i]},
                 # Every node shares these cores and asks the one chain node: polling stays near 100
                 # requests a second in all, half the load of 0.05 s. With 10 organisations on 2
                 # cores the round time did not depend on it beyond run-to-run noise (docs/bench.md,

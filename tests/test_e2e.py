@@ -39,6 +39,8 @@ def test_three_organisations_federate_two_rounds_with_verified_lineage(tmp_path)
         own = next(json.loads(line)["sha256"] for line in (out / "orgs" / org / "metrics.jsonl").read_text().splitlines()
                    if json.loads(line)["event"] == "submitted" and json.loads(line)["round"] == 2)
         assert len(fetched - {own}) == 2, (org, fetched)
+        # ... each straight from the gateway of the member who stored it: no fallback to the swarm.
+        assert "fetching through the swarm" not in (out / "orgs" / org / "node.log").read_text()
     assert report["final_accuracy"] > 0.4 and report["centralized_accuracy"] > 0.7
     assert (out / "accuracy.png").stat().st_size > 10_000
     assert (out / "chain" / "state.json").exists() and (out / "ipfs" / "org1").is_dir()
@@ -47,9 +49,10 @@ def test_three_organisations_federate_two_rounds_with_verified_lineage(tmp_path)
 def test_a_killed_node_restarts_and_rejoins_the_next_round(tmp_path):
     out = tmp_path / "run"
     # Two IPFS nodes shared by three organisations (org1 and org3 on ipfs1): the large-simulation
-    # layout works the same.
+    # layout works the same. No gateways: every model moves through the swarm (bitswap).
     report = run_sim(SimOptions(orgs=3, rounds=3, out=str(out), seed=2, restart_org="org2@2",
-                                submission_window=20, ipfs_nodes=2), say=lambda _: None)
+                                submission_window=20, ipfs_nodes=2, gateways=False), say=lambda _: None)
+    assert "[ipfs.gateways]" not in (out / "orgs" / "org1" / "node.toml").read_text()
     assert sorted(p.name for p in (out / "ipfs").iterdir()) == ["ipfs1", "ipfs2"]
     assert report["faults"][0]["org"] == "org2"
     rounds = {r["round"]: r for r in report["rounds"]}

@@ -26,10 +26,9 @@ from fedledger.node.tasks import get_task
 KINDS = list(MALFORMED_KINDS)
 
 
-@pytest.mark.chain
-@pytest.mark.ipfs
-@pytest.mark.timeout(600)
-def test_every_kind_of_malformed_update_is_excluded_by_leader_and_verifiers_alike(ledger, ipfs_node, tmp_path):
+def _in_process_task(ledger, ipfs_node, tmp_path, rounds: int, adversaries=None, gateways=None) -> list[Peer]:
+    """Four members on one task (FedAvg, 2 verifiers), as Peer objects in this process sharing one
+    IPFS node."""
     spec_task = get_task("digits-mlp")
     ipfs = IpfsClient(ipfs_node.api_url)
     genesis = spec_task.genesis_weights(0)
@@ -39,22 +38,32 @@ def test_every_kind_of_malformed_update_is_excluded_by_leader_and_verifiers_alik
     gcid, spec_cid = ipfs.add_file(gpath), ipfs.add_bytes(model_spec.to_json())
     admin = ledger.admin
     for i in (1, 2, 3, 4):
-        admin.add_member(ledger.accounts[i].address, f"org{i}")
+        if not admin.is_member(ledger.accounts[i].address):
+            admin.add_member(ledger.accounts[i].address, f"org{i}")
     task, _ = admin.create_task(TaskConfig(spec_cid, gcid, gsha, "fedavg", encode_params("fedavg", {}), 4, 4,
-                                           3600, 3600, 3600, 2, 2, len(KINDS)))
+                                           3600, 3600, 3600, 2, 2, rounds))
     X, y, Xt, yt = spec_task.load_data(None)
     parts = partition(y, 4, "iid", 0)
-    peers = []
-    for i in range(4):
-        adversary = Adversary(malformed="cycle") if i == 3 else Adversary()
-        peers.append(Peer(f"org{i + 1}", ledger.client(i + 1), ipfs, task, tmp_path / f"org{i + 1}",
-                          spec_task.trainer((X[parts[i]], y[parts[i]]), (Xt, yt)), spec_task.default_config,
-                          seed=i, adversary=adversary, fetch_timeout=5))
-    for _ in range(2000):
+    return [Peer(f"org{i + 1}", ledger.client(i + 1), ipfs, task, tmp_path / f"org{i + 1}",
+                 spec_task.trainer((X[parts[i]], y[parts[i]]), (Xt, yt)), spec_task.default_config,
+                 seed=i, adversary=(adversaries or {}).get(i), fetch_timeout=5, gateways=gateways)
+            for i in range(4)]
+
+
+def _tick_until_complete(peers: list[Peer], ticks: int = 2000) -> None:
+    for _ in range(ticks):
         if all([p.tick() for p in peers]):
-            break
-    else:
-        pytest.fail("the task did not complete")
+            return
+    pytest.fail("the task did not complete")
+
+
+@pytest.mark.chain
+@pytest.mark.ipfs
+@pytest.mark.timeout(600)
+def test_every_kind_of_malformed_update_is_excluded_by_leader_and_verifiers_alike(ledger, ipfs_node, tmp_path):
+    peers = _in_process_task(ledger, ipfs_node, tmp_path, rounds=len(KINDS),
+                             adversaries={3: Adversary(malformed="cycle")})
+    _tick_until_complete(peers)
 
     attacker = ledger.accounts[4].address
     # The attacker submits garbage but leads and verifies honestly (it wants its own rounds to finalize).
@@ -68,7 +77,7 @@ def test_every_kind_of_malformed_update_is_excluded_by_leader_and_verifiers_alik
             assert [(x["member"], x["reason"]) for x in r["excluded"]] == [(attacker, expected)], (kind, r)
             assert len(r["included"]) == 3
         assert all(r["agree"] for r in attested), kind
-    state = admin.task_state(task)
+    state = ledger.admin.task_state(peers[0].task)
     assert state.completed and state.current_round == len(KINDS)
 
 
@@ -113,3 +122,48 @@ def test_federation_survives_chain_node_and_ipfs_node_restarts(tmp_path):
     assert report["rounds"][1]["parent_sha256"] == report["rounds"][0]["model_sha256"]
     audit = audit_run(out)
     assert audit.ok, audit.first_failure
+
+
+@pytest.mark.chain
+@pytest.mark.ipfs
+@pytest.mark.timeout(600)
+def test_lying_and_dead_gateways_cost_a_fallback_to_the_swarm_and_nothing_else(ledger, ipfs_node, tmp_path, caplog):
+    import http.server
+    import logging
+    import os
+    import threading
+
+    from fedledger.node.ipfs_daemon import free_port
+
+    class Liar(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # any CID: 200 and bytes that are not it
+            body = os.urandom(4096)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    liar = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Liar)
+    threading.Thread(target=liar.serve_forever, daemon=True).start()
+    honest, lying, dead = (ledger.accounts[i].address for i in (1, 2, 3))
+    gateways = {honest: ipfs_node.gateway_url, lying: f"http://127.0.0.1:{liar.server_address[1]}",
+                dead: f"http://127.0.0.1:{free_port()}"}
+    try:
+        with caplog.at_level(logging.INFO, logger="fedledger.node"):
+            peers = _in_process_task(ledger, ipfs_node, tmp_path, rounds=2, gateways=gateways)
+            _tick_until_complete(peers)
+    finally:
+        liar.shutdown()
+    records = [json.loads(line) for p in peers for line in p.metrics_path.read_text().splitlines()]
+    for rnd in (1, 2):
+        published = [r for r in records if r["round"] == rnd and r["event"] == "published"]
+        attested = [r for r in records if r["round"] == rnd and r["event"] == "attested"]
+        assert len(published) == 1 and len(published[0]["included"]) == 4 and not published[0]["excluded"]
+        assert len(attested) == 2 and all(r["agree"] for r in attested)
+    fallbacks = [r.getMessage() for r in caplog.records if "fetching through the swarm" in r.getMessage()]
+    assert any(lying.lower() in m and "refusing it" in m for m in fallbacks), fallbacks
+    assert any(dead.lower() in m for m in fallbacks), fallbacks
+    assert not any(honest.lower() in m for m in fallbacks), fallbacks

@@ -7,12 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fedledger.node.ipfs import (
+    GatewayClient,
     IntegrityError,
     IpfsClient,
     IpfsTimeout,
@@ -221,6 +223,49 @@ def test_malformed_cid_is_an_ipfs_error_not_a_crash(ipfs_client):
     with pytest.raises(StorageError) as info:
         ipfs_client.cat("not-a-cid", timeout=5)
     assert not isinstance(info.value, IpfsTimeout)
+
+
+# --------------------------------------------------------------------------- gateways
+
+
+@pytest.fixture
+def gateway():
+    with closing(GatewayClient(timeout=10)) as g:
+        yield g
+
+
+def test_blob_stored_on_node_a_is_read_from_a_gateway_with_matching_sha256(ipfs_pair, gateway, tmp_path):
+    a, _ = ipfs_pair
+    data = random_bytes(700_000, seed=21)  # three 256 KiB chunks: a file of several blocks
+    with a.client() as ca:
+        cid = ca.add_bytes(data)
+    dst = tmp_path / "update.safetensors"
+    assert gateway.fetch_to_file(a.gateway_url, cid, dst, expected_sha256=sha(data), max_bytes=len(data)) == sha(data)
+    assert dst.read_bytes() == data
+    assert leftovers(tmp_path) == ["update.safetensors"]
+
+
+def test_gateway_content_is_held_to_the_chain_sha256_and_the_size_limit(ipfs_pair, gateway, tmp_path):
+    a, _ = ipfs_pair
+    data = random_bytes(300_000, seed=22)
+    with a.client() as ca:
+        cid = ca.add_bytes(data)
+    with pytest.raises(IntegrityError) as info:
+        gateway.fetch_to_file(a.gateway_url, cid, tmp_path / "x", expected_sha256=sha(b"what the chain says"))
+    assert info.value.actual == sha(data)
+    with pytest.raises(SizeLimitExceeded):
+        gateway.fetch_to_file(a.gateway_url, cid, tmp_path / "x", expected_sha256=sha(data), max_bytes=100_000)
+    assert leftovers(tmp_path) == []
+
+
+def test_dead_gateway_and_hostile_cid_are_storage_errors(gateway, tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(IpfsUnavailable):
+        gateway.fetch_to_file(dead, raw_cid(b"x"), tmp_path / "x", timeout=5)
+    for cid in ["../../api/v0/shutdown", "bafy?x=1", ""]:
+        with pytest.raises(StorageError, match="not a CID"):
+            gateway.fetch_to_file(dead, cid, tmp_path / "x", timeout=5)
+    assert leftovers(tmp_path) == []
 
 
 # --------------------------------------------------------------------------- pin policy

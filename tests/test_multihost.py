@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import signal
 import shutil
@@ -216,8 +217,11 @@ def test_three_organisations_on_separate_namespaces_federate_two_rounds(lab, tmp
     # on its own address; the multiaddrs are what the operators exchange.
     for org in orgs:
         request.addfinalizer(lambda repo=org.home / "ipfs": OrgIpfsDaemon(repo).stop())
-    swarm = {org.name: org.json("ipfs", "init", "--repo", "ipfs", "--swarm-host", org.address, "--swarm-port",
-                                "4001", "--api-port", "5001")["swarm_addrs"][0] for org in orgs}
+    inited = {org.name: org.json("ipfs", "init", "--repo", "ipfs", "--swarm-host", org.address, "--swarm-port",
+                                 "4001", "--api-port", "5001", "--gateway-port", "8080") for org in orgs}
+    swarm = {name: info["swarm_addrs"][0] for name, info in inited.items()}
+    gateway = {name: info["gateway_url"] for name, info in inited.items()}
+    assert gateway["org2"] == f"http://{ORGS['org2']}:8080"
     starting = []
     for org in orgs:
         peers = [a for name, a in swarm.items() if name != org.name]
@@ -250,12 +254,15 @@ def test_three_organisations_on_separate_namespaces_federate_two_rounds(lab, tmp
                         "1", "--ipfs-repo", "ipfs", *admin)
     assert created["task"] == 0 and created["config"]["max_participants"] == 3
 
-    # Handed over: the deployment file. Each organisation writes its own config and runs its node.
+    # Handed over: the deployment file, and to org2 and org3 the others' gateway URLs (org1 uses the
+    # swarm alone). Each organisation writes its own config and runs its node.
     for i, org in enumerate(orgs):
         if org is not org1:
             shutil.copy(org1.home / "deployment.json", org.home / "deployment.json")
+        gateways = [] if org is org1 else [f"--gateway={addresses[o.name]}={gateway[o.name]}"
+                                           for o in orgs if o is not org]
         org.run("init", org.name, "--dir", ".", "--ipfs-repo", "ipfs", "--password", "file:password", "--task", "0",
-                "--builtin", "digits-mlp", "--org-index", str(i), "--num-orgs", "3")
+                "--builtin", "digits-mlp", "--org-index", str(i), "--num-orgs", "3", *gateways)
         cfg = NodeConfig.load(org.home / "node.toml")
         assert cfg.rpc_url == RPC_URL and cfg.ipfs_api == "http://127.0.0.1:5001"
         for path in (cfg.keystore, cfg.deployment, cfg.work_dir, Path(cfg.password.removeprefix("file:"))):
@@ -288,3 +295,14 @@ def test_three_organisations_on_separate_namespaces_federate_two_rounds(lab, tmp
                      if json.loads(line)["event"] == "submitted"]
         assert [s["round"] for s in submitted] == [1, 2]
         assert (org.home / "models" / f"{shown['lineage'][0]['sha256']}.safetensors").exists()
+    # org2 and org3 fetched from the other hosts' gateways (each round, at least one of them is not the
+    # leader and fetches its aggregate), and none failed; org1 fetched through the swarm alone.
+    def fetched(org: Org) -> tuple[int, int, int]:
+        done = next(line for line in (org.home / "node.log").read_text().splitlines() if "completed; fetched" in line)
+        counts = re.search(r"fetched (\d+) blobs from gateways and (\d+) through the swarm \((\d+) gateway failures", done)
+        assert counts, done
+        return int(counts[1]), int(counts[2]), int(counts[3])
+
+    assert fetched(org2)[2] == fetched(org3)[2] == 0
+    assert fetched(org2)[0] + fetched(org3)[0] >= 2
+    assert fetched(org1)[0] == 0 and fetched(org1)[1] > 0

@@ -163,11 +163,28 @@ def test_rendered_node_config_loads_back_every_field(tmp_path):
                      deployment=tmp_path / "d.json", ipfs_api="http://127.0.0.1:5002", keystore=tmp_path / "k.json",
                      password="env:PW", chain_id=99, poa=True, task=4, builtin="breast-cancer", data="/data/x",
                      partition="shards:2", org_index=1, num_orgs=3, partition_seed=5, poll_seconds=0.5,
-                     keep_others_updates=True, training=training)
+                     keep_others_updates=True, prefetch_max_mb=2.5, training=training,
+                     gateways={"0x" + "ab" * 20: "http://192.0.2.2:8080", "0x" + "CD" * 20: "https://gw.example:443"})
     path = tmp_path / "node.toml"
     path.write_text(render_node_config(cfg))
     assert NodeConfig.load(path) == cfg
     assert NodeConfig.load(path).training == replace(training)
+
+
+@pytest.mark.parametrize("table, what", [
+    ('"0x12" = "http://192.0.2.2:8080"', "is not a member address"),
+    ('"0x' + "ab" * 20 + '" = "192.0.2.2:8080"', "is not a gateway URL"),
+    ('"0x' + "ab" * 20 + '" = "http://192.0.2.2:8080/ipfs/x"', "is not a gateway URL"),
+])
+def test_gateway_table_with_a_bad_address_or_url_is_refused_with_the_key_named(tmp_path, table, what):
+    from fedledger.node.config import ConfigError
+
+    base = NodeConfig(name="org1", work_dir=tmp_path, rpc_url="http://127.0.0.1:8545", deployment=tmp_path / "d.json",
+                      ipfs_api="http://127.0.0.1:5001", keystore=tmp_path / "k.json").to_toml()
+    path = tmp_path / "node.toml"
+    path.write_text(base.replace("[keystore]", "[ipfs.gateways]\n" + table + "\n\n[keystore]"))
+    with pytest.raises(ConfigError, match=what):
+        NodeConfig.load(path)
 
 
 def test_init_refuses_to_overwrite_and_refuses_bad_values(cli, tmp_path):
