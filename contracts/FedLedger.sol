@@ -257,7 +257,9 @@ contract FedLedger is Consortium {
     // ----------------------------------------------------------------- rounds
 
     /// @notice Submit this member's update for `round`, trained from the current global model
-    ///         `parent`. One per member per round. Members only. Emits UpdateSubmitted.
+    ///         `parent`. One per member per round. Members only. Emits UpdateSubmitted. The update
+    ///         that fills the round (the maxParticipants-th) also closes the window and elects, as
+    ///         closeSubmissions would: SubmissionsClosed and LeaderElected come in the same transaction.
     /// @param cid Where the update's safetensors bytes are on IPFS.
     /// @param sha256Hash The sha256 of exactly those bytes.
     /// @param numSamples How many training samples the update saw (its FedAvg weight).
@@ -286,11 +288,12 @@ contract FedLedger is Consortium {
         rd.totalSamples += numSamples;
         rd.inputsDigest = keccak256(abi.encode(rd.inputsDigest, msg.sender, sha256Hash, numSamples));
         emit UpdateSubmitted(task, round, msg.sender, rd.epoch, parent, cid, sha256Hash, numSamples);
+        if (count + 1 == _config[task].maxParticipants) _close(task, round, rd, _config[task]);
     }
 
     /// @notice Close the submission window and elect: fixes the whole candidate order from a
     ///         chain-derived seed. Anyone may call, once the deadline passed with at least
-    ///         minParticipants updates, or at once when maxParticipants submitted.
+    ///         minParticipants updates (a round with maxParticipants updates closed itself).
     ///         Emits SubmissionsClosed and LeaderElected.
     function closeSubmissions(uint256 task, uint256 round) external {
         _liveTask(task, round);
@@ -302,6 +305,11 @@ contract FedLedger is Consortium {
             if (block.timestamp < rd.deadline) revert TooEarly(task, round, rd.deadline, block.timestamp);
             if (n < cfg.minParticipants) revert NotEnoughParticipants(task, round, n, cfg.minParticipants);
         }
+        _close(task, round, rd, cfg);
+    }
+
+    function _close(uint256 task, uint256 round, Round storage rd, TaskConfig storage cfg) internal {
+        uint16 n = rd.count;
         bytes32 seed = keccak256(abi.encode(blockhash(block.number - 1), task, round, rd.epoch, rd.inputsDigest));
         rd.seed = seed;
         rd.offset = uint16(uint256(seed) % n);
@@ -399,7 +407,7 @@ contract FedLedger is Consortium {
 
     /// @notice Where `task` stands: its current round and the global model that round builds on.
     function taskState(uint256 task)
-        external
+        public
         view
         returns (bool completed, uint32 currentRound, bytes32 globalSha256, string memory globalCid)
     {
@@ -416,8 +424,37 @@ contract FedLedger is Consortium {
     }
 
     /// @notice A snapshot of `round` of `task`; `leader` is zero before the election.
-    function roundInfo(uint256 task, uint256 round) external view returns (RoundView memory v) {
-        Round storage rd = _storedRound(task, round);
+    function roundInfo(uint256 task, uint256 round) external view returns (RoundView memory) {
+        return _roundView(_storedRound(task, round));
+    }
+
+    /// @notice What a member's node reads on every new block, in one call: taskState, the
+    ///         roundInfo of the current round, whether `member` submitted to it, and whether it
+    ///         verifies the current attempt.
+    function memberView(uint256 task, address member)
+        external
+        view
+        returns (
+            bool completed,
+            uint32 currentRound,
+            bytes32 globalSha256,
+            string memory globalCid,
+            RoundView memory round,
+            bool submitted,
+            bool verifier
+        )
+    {
+        (completed, currentRound, globalSha256, globalCid) = taskState(task);
+        Round storage rd = _round(task, currentRound);
+        round = _roundView(rd);
+        submitted = rd.slotOf[member] >> 32 == currentRound;
+        if (rd.phase == Phase.Aggregation || rd.phase == Phase.Verification) {
+            uint256 k = _verifierCount(_config[task], rd.count);
+            verifier = _verifierPosition(rd, currentRound, rd.attempt, k, member) != 0;
+        }
+    }
+
+    function _roundView(Round storage rd) internal view returns (RoundView memory v) {
         v.phase = rd.phase;
         v.epoch = rd.epoch;
         v.attempt = rd.attempt;

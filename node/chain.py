@@ -28,9 +28,10 @@ log = logging.getLogger("fedledger.chain")
 
 #: Gas limits never below these: the path of these calls depends on what lands just before them
 #: (the attestation reaching the quorum finalizes the round and opens the next one; a timeout can
-#: reopen a round; the last submission can fill it). Unused gas is not charged.
+#: reopen a round; the submission that fills a round also closes it and elects). Unused gas is not
+#: charged.
 GAS_FLOOR = {"attest": 300_000, "timeout": 300_000, "publishAggregate": 300_000,
-             "closeSubmissions": 300_000, "submitUpdate": 200_000}
+             "closeSubmissions": 300_000, "submitUpdate": 300_000}
 
 
 class Phase(enum.IntEnum):
@@ -172,6 +173,14 @@ class RoundInfo:
     aggregate_sha256: str
     aggregate_cid: str
     leader: str | None
+
+
+@dataclass(frozen=True)
+class MemberView:
+    state: TaskState
+    round: RoundInfo
+    submitted: bool  # the member submitted to the current round
+    verifier: bool  # the member verifies the current attempt
 
 
 @dataclass(frozen=True)
@@ -396,7 +405,18 @@ class ChainClient:
         return TaskState(completed, current, bytes(sha).hex(), cid)
 
     def round_info(self, task: int, round_: int) -> RoundInfo:
-        v = self._view("roundInfo", task, round_)
+        return self._round_info(self._view("roundInfo", task, round_))
+
+    def member_view(self, task: int, member: str) -> MemberView:
+        """One call for what a node reads on every new block: the task state, its current
+        round, whether `member` submitted to it and whether it verifies the current attempt."""
+        completed, current, sha, cid, rnd, submitted, verifier = self._view("memberView", task,
+                                                                             to_checksum_address(member))
+        return MemberView(TaskState(completed, current, bytes(sha).hex(), cid), self._round_info(rnd),
+                          submitted, verifier)
+
+    @staticmethod
+    def _round_info(v) -> RoundInfo:
         leader = v[12] if int(v[12], 16) != 0 else None
         return RoundInfo(
             phase=Phase(v[0]),

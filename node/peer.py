@@ -102,7 +102,6 @@ class Peer:
         self._model_bytes: int | None = None  # size of the last global model: decides eager prefetch
         self._scanned_block = -1  # UpdateSubmitted events seen so far (a prefetch hint, never the truth)
         self._seen_updates: dict[int, dict[str, UpdateRecord]] = {}
-        self._roles: dict[tuple, bool] = {}
         self._pruned_below = 1
         # Other members' IPFS gateways (address -> URL): a blob is fetched first from the gateway of
         # the member who stored it, then through our own node and the swarm.
@@ -148,21 +147,21 @@ class Peer:
 
     def tick(self) -> bool:
         """One pass of observe, decide, act. Returns True once the task has completed."""
-        state = self.chain.task_state(self.task)
+        view = self.chain.member_view(self.task, self.me)  # one call: state, round, this member's roles
+        state, info = view.state, view.round
         if state.completed:
             return True
         rnd = state.current_round
         self.prune(rnd)
-        info = self.chain.round_info(self.task, rnd)
         if info.phase == Phase.SUBMISSION:
-            if not self.chain.has_submitted(self.task, rnd, self.me):
+            if not view.submitted:
                 self.submit(rnd, state.global_sha256, state.global_cid)
             self.prefetch_updates(rnd, needed=False)
             self.watch_submission(rnd, info)
         elif info.phase == Phase.AGGREGATION:
             # The leader and the verifiers of this attempt all need every update: the verifiers
             # start fetching now, while the leader aggregates.
-            self.prefetch_updates(rnd, needed=self._has_role(rnd, info))
+            self.prefetch_updates(rnd, needed=info.leader == self.me or view.verifier)
             step = ("lead", rnd, info.epoch, info.attempt)
             if info.leader == self.me and step not in self._done_steps:
                 self._once(step, lambda: self.lead(rnd, info, state.global_sha256))
@@ -172,19 +171,10 @@ class Peer:
             self._download(info.aggregate_cid, info.aggregate_sha256, self._model_path(info.aggregate_sha256),
                            source=info.leader)
             step = ("verify", rnd, info.epoch, info.attempt)
-            if step not in self._done_steps and self._has_role(rnd, info, verifier_only=True):
+            if step not in self._done_steps and view.verifier:
                 self._once(step, lambda: self.verify(rnd, info, state.global_sha256))
             self.watch_deadline(rnd, info)
         return False
-
-    def _has_role(self, rnd: int, info, verifier_only: bool = False) -> bool:
-        """Whether this member leads or verifies the current attempt (asked once per attempt)."""
-        if not verifier_only and info.leader == self.me:
-            return True
-        key = (rnd, info.epoch, info.attempt)
-        if key not in self._roles:
-            self._roles[key] = self.me in self.chain.verifiers_of(self.task, rnd, info.attempt)
-        return self._roles[key]
 
     # ------------------------------------------------------------- submitter
 
@@ -492,7 +482,6 @@ class Peer:
             if not self.keep_others_updates:
                 for f in (self.work_dir / "updates").glob(f"r{r}-*.safetensors"):
                     f.unlink(missing_ok=True)
-        self._roles = {k: v for k, v in self._roles.items() if k[0] >= rnd - 1}
         with self._fetch_lock:  # fetch bookkeeping of older rounds: keep the newest entries only
             for cid in list(self._source_of)[:-256]:
                 del self._source_of[cid]

@@ -116,14 +116,13 @@ def federate(ledger, ipfs_node, tmp: Path, *, rounds: int = 1, rule: str = "feda
             else:
                 cid = ipfs.add_bytes(data)
                 files[cid] = path
-            ledger.client(i).submit_update(task, rnd, parent, cid, sha, SAMPLES[i])
+            submitted = ledger.client(i).submit_update(task, rnd, parent, cid, sha, SAMPLES[i])
             records.append(UpdateRecord(member, cid, sha, SAMPLES[i]))
             ups.append({"member": member, "name": f"org{i}", "cid": cid, "sha256": sha, "num_samples": SAMPLES[i]})
         fed.updates.append(ups)
         if leave_last_round_open and rnd == rounds:
             break
-        closed = ledger.admin.close_submissions(task, rnd)  # maxParticipants reached: closes at once
-        elected = closed.event("LeaderElected")
+        elected = submitted.event("LeaderElected")  # the last update filled the round: it closed itself
 
         def fetch(upd: UpdateRecord) -> Path:
             if upd.cid not in files:

@@ -212,10 +212,27 @@ def test_update_for_another_round_reverts_WrongRound(ledger):
     assert (err.args_["expected"], err.args_["given"]) == (1, 2)
 
 
-def test_update_beyond_max_participants_reverts_RoundFull(ledger):
+def test_update_that_fills_the_round_closes_it_and_elects_in_the_same_transaction(ledger):
+    task = setup_task(ledger, max_participants=2, min_participants=1, verifiers_per_round=1, quorum=1)
+    submit_all(ledger, task, 1, [1])
+    r = ledger.client(2).submit_update(task, 1, GENESIS, "bafk2", h("b"), 10)  # before the deadline
+    assert r.event("SubmissionsClosed")["participants"] == 2
+    assert r.event("LeaderElected")["leader"] in (ledger.accounts[1].address, ledger.accounts[2].address)
+    assert ledger.admin.round_info(task, 1).phase == Phase.AGGREGATION
+    expect_revert("WrongPhase", ledger.client(3).submit_update, task, 1, GENESIS, "bafk", h("a"), 10)
+    expect_revert("WrongPhase", ledger.admin.close_submissions, task, 1)
+
+
+def test_update_to_a_reopened_full_round_reverts_RoundFull_and_anyone_closes_it_at_once(ledger):
     task = setup_task(ledger, max_participants=2, min_participants=1, verifiers_per_round=1, quorum=1)
     submit_all(ledger, task, 1, [1, 2])
+    for _ in range(2):  # both candidates time out: the round reopens, full
+        ledger.advance(WINDOW + 1)
+        r = ledger.admin.timeout(task, 1)
+    assert r.event("RoundReopened")["epoch"] == 1
     expect_revert("RoundFull", ledger.client(3).submit_update, task, 1, GENESIS, "bafk", h("a"), 10)
+    r = ledger.client(9).close_submissions(task, 1)  # before the new deadline, by anyone
+    assert r.event("SubmissionsClosed")["participants"] == 2 and r.event("LeaderElected")["epoch"] == 1
 
 
 @pytest.mark.parametrize("cid, sha, n, what", [
@@ -257,14 +274,6 @@ def test_close_below_min_participants_reverts_NotEnoughParticipants(ledger):
     # The window stays open: a late third update makes the round closable.
     ledger.client(3).submit_update(task, 1, GENESIS, "bafk3", h("c"), 10)
     ledger.admin.close_submissions(task, 1)
-
-
-def test_round_closes_at_once_when_max_participants_submitted(ledger):
-    task = setup_task(ledger, max_participants=3)
-    submit_all(ledger, task, 1, [1, 2, 3])
-    r = ledger.client(9).close_submissions(task, 1)  # before the deadline, by anyone
-    assert r.event("SubmissionsClosed")["participants"] == 3
-    assert ledger.admin.round_info(task, 1).phase == Phase.AGGREGATION
 
 
 # -------------------------------------------------------------------- election
@@ -598,8 +607,7 @@ def test_events_filter_by_name_task_and_round_on_the_chain_node(ledger):
     task = setup_task(ledger, min_participants=2, max_participants=2)
     other = ledger.admin.create_task(config(min_participants=2, max_participants=2))[0]
     for t in (task, other):
-        submit_all(ledger, t, 1, (1, 2))
-        ledger.admin.close_submissions(t, 1)  # max participants submitted: it closes at once
+        submit_all(ledger, t, 1, (1, 2))  # max participants submitted: the round closed itself
     info = ledger.admin.round_info(task, 1)
     for i in [index_of(ledger, info.leader)] + [index_of(ledger, a) for a in ledger.admin.verifiers_of(task, 1, 0)]:
         if i == index_of(ledger, info.leader):
