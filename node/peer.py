@@ -186,8 +186,8 @@ class Peer:
             self._source_of[parent_cid] = (self.chain.round_info(self.task, rnd - 1).leader or "").lower()
         parent = self._load_model(parent_cid, parent_sha, path)
         t_fetch = time.perf_counter()
-        if rnd > 1 and hasattr(self.trainer, "set_own_fedcurv_terms") and not self.chain.has_submitted(
-                self.task, rnd - 1, self.me):
+        if (rnd > 1 and getattr(self.fit_config, "fedcurv_lambda", 0) > 0 and hasattr(self.trainer, "set_own_fedcurv_terms")
+                and not self.chain.has_submitted(self.task, rnd - 1, self.me)):
             # FedCurv subtracts this member's own Fisher terms from the global sums: only valid if
             # its previous update is part of the parent model.
             self.trainer.set_own_fedcurv_terms(None)
