@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,6 +41,20 @@ PREFETCH_MAX_BYTES = 0
 #: Refusals after which retrying the same publish or attestation can never succeed.
 FINAL_REFUSALS = {"WrongPhase", "WrongRound", "WrongAttempt", "TooLate", "AlreadyAttested", "NotLeader",
                   "NotVerifier", "NotMember", "UnknownTask", "RoundNotStored", "TaskAlreadyCompleted", "InvalidArgument"}
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Make `dst` hold the bytes of `src` (a hard link, else a copy) unless it exists already."""
+    if dst.exists():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 def round_fit_config(cfg: Any, member_seed: int, rnd: int, lr_decay: float = 1.0) -> Any:
@@ -167,12 +183,13 @@ class Peer:
                 self._once(step, lambda: self.lead(rnd, info, state.global_sha256))
             self.watch_deadline(rnd, info)
         elif info.phase == Phase.VERIFICATION:
-            # Everyone will train on this aggregate if it finalizes: fetch it while it is verified.
-            self._download(info.aggregate_cid, info.aggregate_sha256, self._model_path(info.aggregate_sha256),
-                           source=info.leader)
             step = ("verify", rnd, info.epoch, info.attempt)
             if step not in self._done_steps and view.verifier:
                 self._once(step, lambda: self.verify(rnd, info, state.global_sha256))
+            # Everyone will train on this aggregate if it finalizes: fetch it while it is verified (a
+            # verifier that recomputed it bit for bit has it already).
+            self._download(info.aggregate_cid, info.aggregate_sha256, self._model_path(info.aggregate_sha256),
+                           source=info.leader)
             self.watch_deadline(rnd, info)
         return False
 
@@ -212,6 +229,7 @@ class Peer:
             log.warning("%s round %d: ADVERSARY submits a malformed update (%s)", self.name, rnd, kind)
         else:
             sha = write_model_file(path, weights, meta)
+            _link(path, self._update_path(rnd, sha))  # where the round's updates are looked for
         cid = self.ipfs.add_file(path)  # stored and pinned by our own node
         t_upload = time.perf_counter()
         try:
@@ -297,6 +315,11 @@ class Peer:
         if tolerance(self.config.rule_id, self.config.rule_params) is None:
             agree = mine.sha256 == info.aggregate_sha256
             reason = "bit-identical" if agree else f"recomputed sha {mine.sha256[:12]} != published {info.aggregate_sha256[:12]}"
+            if agree:  # the same bytes as the leader's: no need to download them
+                _link(mine.path, self._model_path(mine.sha256))
+                with self._fetch_lock:
+                    self._source_of[info.aggregate_cid] = (info.leader or "").lower()
+                    self._not_in_own_node.add(info.aggregate_cid)  # pinning it means adding it
         else:
             try:
                 theirs = self._load_model(info.aggregate_cid, info.aggregate_sha256,
