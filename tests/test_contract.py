@@ -13,6 +13,7 @@ from fedledger.node.chain import (
     FailReason,
     Phase,
     TaskConfig,
+    _plain,
     derive_seed,
     election_order,
     verifiers_for,
@@ -601,6 +602,31 @@ def test_storage_keeps_two_rounds_and_older_ones_live_in_the_event_log(ledger):
     expect_revert("RoundNotStored", ledger.admin.participants, task, 5)
     assert [e["sha256"] for e in ledger.admin.events(names=["RoundFinalized"], task=task)] == [
         h("g1"), h("g2"), h("g3")]
+
+
+def test_events_decoded_with_eth_abi_equal_web3s_decoding_and_member_view_equals_the_views(ledger):
+    task = setup_task(ledger, min_participants=3, max_participants=3)
+    submit_all(ledger, task, 1, (1, 2, 3))  # fills the round: closes it and elects
+    info = ledger.admin.round_info(task, 1)
+    ledger.client(index_of(ledger, info.leader)).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
+    verifiers = ledger.admin.verifiers_of(task, 1, 0)
+    for v in ledger.admin.verifiers_of(task, 1, 0):
+        view = ledger.admin.member_view(task, v)
+        assert view.verifier and view.submitted and view.round == ledger.admin.round_info(task, 1)
+        assert view.state == ledger.admin.task_state(task)
+    outsider = ledger.admin.member_view(task, ledger.accounts[9].address)
+    assert not outsider.submitted and not outsider.verifier
+    ledger.client(index_of(ledger, verifiers[0])).attest(task, 1, 0, True, h("agg"))
+    events = ledger.admin.events()
+    assert {"TaskCreated", "RoundOpened", "UpdateSubmitted", "SubmissionsClosed", "LeaderElected",
+            "AggregatePublished", "Attested"} <= {e.name for e in events}
+    for ev in events:
+        raw = ledger.admin.w3.eth.get_logs({"address": ledger.admin.address, "fromBlock": ev.block_number,
+                                            "toBlock": ev.block_number})
+        log = next(entry for entry in raw if entry["logIndex"] == ev.log_index)
+        slow = ledger.admin.contract.events[ev.name]().process_log(log)
+        assert ev.args == {k: _plain(k, v) for k, v in slow["args"].items()}, ev.name
+        assert list(ev.args) == list(slow["args"]), ev.name  # in the same order
 
 
 def test_events_filter_by_name_task_and_round_on_the_chain_node(ledger):
