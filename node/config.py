@@ -45,6 +45,14 @@ def parse_gateways(table: Any, path: Path) -> dict[str, str]:
     return out
 
 
+def _ws_url(value: Any, path: Path) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not re.match(r"^wss?://[^/\s]+", value):
+        raise ConfigError(f"{path}: [chain] ws_url {value!r} is not a ws:// or wss:// URL")
+    return value
+
+
 def gateway_lines(gateways: dict[str, str]) -> list[str]:
     """The `[ipfs.gateways]` table as TOML lines (none when empty)."""
     if not gateways:
@@ -79,6 +87,7 @@ class NodeConfig:
     password: str = "prompt"
     chain_id: int | None = None
     poa: bool = False
+    ws_url: str | None = None  # the chain node's WebSocket endpoint: new blocks pushed instead of polled
     task: int = 0
     builtin: str = "digits-mlp"
     data: str | None = None
@@ -123,6 +132,7 @@ class NodeConfig:
             deployment=rel(need("chain", "deployment")),
             chain_id=chain.get("chain_id"),
             poa=bool(chain.get("poa", False)),
+            ws_url=_ws_url(chain.get("ws_url"), path),
             ipfs_api=need("ipfs", "api_url"),
             keep_others_updates=bool(ipfs.get("keep_others_updates", False)),
             prefetch_max_mb=float(ipfs.get("prefetch_max_mb", 0.0)),
@@ -157,6 +167,8 @@ class NodeConfig:
         ]
         if self.chain_id is not None:
             lines.append(f"chain_id = {self.chain_id}")
+        if self.ws_url:
+            lines.append(f'ws_url = "{self.ws_url}"')
         lines += [
             "",
             "[ipfs]",

@@ -524,6 +524,8 @@ def render_node_config(cfg: NodeConfig) -> str:
         (f"chain_id = {cfg.chain_id}" if cfg.chain_id is not None else "# chain_id = 1337",
          "refuse to run against any other chain"),
         (f"poa = {str(cfg.poa).lower()}", "true on proof-of-authority chains (Besu QBFT, Clique)"),
+        (f"ws_url = {_toml_str(cfg.ws_url)}" if cfg.ws_url else '# ws_url = "ws://127.0.0.1:8546"',
+         "the chain node's WebSocket: blocks pushed, not polled (Anvil: the RPC port; Besu: --rpc-ws-enabled)"),
         ("", ""),
         ("[ipfs]", ""),
         (f"api_url = {_toml_str(cfg.ipfs_api)}", "YOUR IPFS node's RPC API, never another organisation's"),

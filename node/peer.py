@@ -24,7 +24,7 @@ import numpy as np
 from fedledger.aggregation.registry import aggregates_match, tolerance
 
 from .adversary import Adversary, malformed_update
-from .chain import ChainClient, ChainError, ContractRevert, Phase
+from .chain import ChainClient, ChainError, ContractRevert, HeadWatcher, Phase
 from .ipfs import GatewayClient, IpfsClient, StorageError
 from .modelfile import ModelSpec, read_model, sha256_bytes, write_model_file
 from .recompute import AggregateResult, NoValidUpdate, UpdateRecord, build_aggregate
@@ -88,9 +88,11 @@ class Peer:
         fetch_workers: int = 8,
         lr_decay: float = 1.0,
         gateways: Mapping[str, str] | None = None,
+        heads: HeadWatcher | None = None,
     ):
         self.name = name
         self.chain = chain
+        self.heads = heads
         self.ipfs = ipfs
         self.task = task
         self.work_dir = Path(work_dir)
@@ -134,15 +136,23 @@ class Peer:
 
         The chain is watched cheaply: a full tick runs when a new block appears (every transaction
         makes one on a devnet, this node's own included) and at least once a second for the
-        deadlines; otherwise the loop only asks for the block number every `poll_seconds`."""
+        deadlines. With a `HeadWatcher` the chain node pushes each block; without one, or while
+        its subscription is down, the loop asks for the block number every `poll_seconds`."""
         log.info("%s joins task %d as %s (rule %s)", self.name, self.task, self.me, self.config.rule_id)
         last_block, last_tick = -1, 0.0
         try:
             while not should_stop():
+                pushed = self.heads is not None and self.heads.connected
                 try:
-                    block = self.chain.block_number()
-                    if block != last_block or time.monotonic() - last_tick >= 1.0:
-                        last_block, last_tick = block, time.monotonic()
+                    if pushed:
+                        self.heads.wait(max(0.0, 1.0 - (time.monotonic() - last_tick)))
+                        due = True  # a new block, or a second without one
+                    else:
+                        block = self.chain.block_number()
+                        due = block != last_block or time.monotonic() - last_tick >= 1.0
+                        last_block = block
+                    if due:
+                        last_tick = time.monotonic()
                         if self.tick():
                             c = self.fetch_counts
                             log.info("%s: task %d completed; fetched %d blobs from gateways and %d through the swarm "
@@ -155,8 +165,11 @@ class Peer:
                     log.warning("%s: %s; retrying", self.name, exc)
                     last_block = -1
                     time.sleep(1.0)
-                time.sleep(self.poll_seconds)
+                if not pushed:
+                    time.sleep(self.poll_seconds)
         finally:
+            if self.heads is not None:
+                self.heads.close()
             self._pool.shutdown(wait=False, cancel_futures=True)
             if self._gateway is not None:
                 self._gateway.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .adversary import Adversary, flip_labels
+from .chain import HeadWatcher
 from .config import NodeConfig
 from .deploy import Deployment
 from .ipfs import IpfsClient
@@ -42,4 +43,5 @@ def build_peer(cfg: NodeConfig) -> Peer:
     return Peer(cfg.name, chain, ipfs, cfg.task, cfg.work_dir, trainer, fit, from_block=dep.block,
                 poll_seconds=cfg.poll_seconds, keep_others_updates=cfg.keep_others_updates,
                 seed=t.seed * 1000 + cfg.org_index, adversary=adversary, lr_decay=t.lr_decay,
-                prefetch_max_bytes=int(cfg.prefetch_max_mb * 2**20), gateways=cfg.gateways)
+                prefetch_max_bytes=int(cfg.prefetch_max_mb * 2**20), gateways=cfg.gateways,
+                heads=HeadWatcher(cfg.ws_url, name=cfg.name) if cfg.ws_url else None)

@@ -168,10 +168,9 @@ def _run_sim(opts: SimOptions, say: Callable[[str], None]) -> dict:
                 password=f"env:{PASSWORD_ENV}", task=task_id, builtin=opts.task, data=opts.data,
                 partition=opts.partition, org_index=i, num_orgs=opts.orgs, partition_seed=opts.seed,
                 training=training, gateways={a: u for a, u in gateways.items() if a != members[i]},
-                # Every node shares these cores and asks the one chain node: polling stays near 100
-                # requests a second in all, half the load of 0.05 s. With 10 organisations on 2
-                # cores the round time did not depend on it beyond run-to-run noise (docs/bench.md,
-                # finding 5). A node on its own machine polls every 0.05 s (its config default).
+                ws_url=anvil.rpc_url.replace("http://", "ws://", 1),  # Anvil serves both on one port
+                # New blocks are pushed over the WebSocket; polling only stands in while it is down.
+                # Every node shares these cores and asks the one chain node, so it stays gentle.
                 poll_seconds=max(0.1, 0.01 * opts.orgs),
             )
             path = out / "orgs" / name / "node.toml"

@@ -649,3 +649,27 @@ def test_events_filter_by_name_task_and_round_on_the_chain_node(ledger):
     # Events that do not index the round are still filtered in Python, never dropped or mixed.
     mixed = ledger.admin.events(names=["TaskCreated", "UpdateSubmitted"], task=task, round_=1)
     assert [e.name for e in mixed] == ["UpdateSubmitted", "UpdateSubmitted"]
+
+
+def test_head_watcher_wakes_on_every_new_block_and_a_dead_endpoint_leaves_polling_in_charge(ledger):
+    from fedledger.node.chain import ChainError, HeadWatcher, wait_until
+    from fedledger.node.ipfs_daemon import free_port
+
+    watcher = HeadWatcher(ledger.rpc_url.replace("http://", "ws://"))
+    try:
+        wait_until(lambda: watcher.connected, 10, what="the newHeads subscription")
+        watcher.wait(0)  # forget the wake-up of the connection itself
+        for _ in range(3):
+            ledger.advance(1)  # one block
+            assert watcher.wait(5), "no wake-up for a new block"
+            assert watcher.latest == ledger.admin.block_number()
+        assert not watcher.wait(0.2)  # nothing new: no wake-up
+    finally:
+        watcher.close()
+    dead = HeadWatcher(f"ws://127.0.0.1:{free_port()}")
+    try:
+        assert not dead.connected and dead.latest == -1
+    finally:
+        dead.close()
+    with pytest.raises(ChainError, match="not a ws://"):
+        HeadWatcher(ledger.rpc_url)

@@ -161,7 +161,7 @@ def test_rendered_node_config_loads_back_every_field(tmp_path):
                                           f.default / 2 + 0.01) for f in fields(TrainingConfig)})
     cfg = NodeConfig(name="org \"7\"", work_dir=tmp_path / "w", rpc_url="http://192.0.2.1:8545",
                      deployment=tmp_path / "d.json", ipfs_api="http://127.0.0.1:5002", keystore=tmp_path / "k.json",
-                     password="env:PW", chain_id=99, poa=True, task=4, builtin="breast-cancer", data="/data/x",
+                     password="env:PW", chain_id=99, poa=True, ws_url="ws://192.0.2.1:8546", task=4, builtin="breast-cancer", data="/data/x",
                      partition="shards:2", org_index=1, num_orgs=3, partition_seed=5, poll_seconds=0.5,
                      keep_others_updates=True, prefetch_max_mb=2.5, training=training,
                      gateways={"0x" + "ab" * 20: "http://192.0.2.2:8080", "0x" + "CD" * 20: "https://gw.example:443"})
