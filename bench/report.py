@@ -95,7 +95,7 @@ def round_overhead(d: dict) -> str:
         out += ["", "Where fedledger's steady round goes (means of rounds 2-R, critical path from the members' "
                 "own timings):", "",
                 table(["steady rounds", "slowest training", "blob transfers (IPFS)", "transactions",
-                       "aggregation + recompute", "critical-path work (floor)", "waiting (polling, close tx, failover)",
+                       "aggregation + recompute", "critical-path work (floor)", "waiting (noticing blocks, scheduling, failover)",
                        "round", "round / floor"],
                       [["all", fmt(cp["train"], 3), fmt(cp["transfers"], 3), fmt(cp["transactions"], 3),
                         fmt(cp["aggregate"], 3), fmt(cp["work"], 3), fmt(f["waiting_seconds_per_round"], 3),

@@ -190,8 +190,8 @@ def critical_path(events: list[dict]) -> dict[str, float]:
     """The work on a round's critical path, from the members' own timings (metrics.jsonl):
     the slowest member's fetch + train + upload + submit transaction, then the leader's fetch +
     aggregate + upload + publish transaction, then the slower verifier's fetch + recompute +
-    attest transaction. Whatever the round took beyond this sum is waiting (polling intervals,
-    the close transaction, process scheduling on a busy machine)."""
+    attest transaction. Whatever the round took beyond this sum is waiting (noticing each new
+    block, reading the round, process scheduling on a busy machine)."""
     subs = [e["seconds"] for e in events if e["event"] == "submitted"]
     pubs = [e["seconds"] for e in events if e["event"] == "published"]
     atts = [e["seconds"] for e in events if e["event"] == "attested"]
@@ -243,7 +243,8 @@ def run_fedledger(orgs: int, rounds: int, out: Path, *, seed: int = 0, verifiers
             "centralized_accuracy": report["centralized_accuracy"], "wall_seconds": round(time.time() - t0, 2),
             "run_dir": str(out), "memory": memory,
             "settings": {"verifiers": verifiers, "quorum": verifiers, "partition": partition, "seed": seed,
-                         "ipfs_nodes": orgs, "node_processes": orgs, "poll_seconds": 0.2}}
+                         "ipfs_nodes": orgs, "node_processes": orgs, "new_blocks": "pushed (eth_subscribe)",
+                         "blob_fetches": "from the storer's IPFS gateway, swarm fallback"}}
 
 
 def run_flower_measured(mode: str, clients: int, rounds: int, out: Path, *, seed: int = 0,
@@ -333,8 +334,8 @@ def build(runs: dict[str, dict], args) -> dict:
                               "window before the next candidate leads: failover, reported apart)",
             "critical_path": "fedledger work on the round's critical path (slowest member fetch+train+upload+submit tx, "
                              "leader fetch+aggregate+upload+publish tx, slower verifier fetch+recompute+attest tx)",
-            "waiting": "round wall time minus the critical-path work: polling intervals (0.2 s per node), the close "
-                       "transaction, scheduling",
+            "waiting": "round wall time minus the critical-path work: noticing each new block, reading the round, "
+                       "scheduling",
         },
         "quick": bool(args.quick),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -404,8 +405,8 @@ def markdown(doc: dict) -> str:
                   f"work is {cp['work']:.2f} s (slowest training {cp['train']:.3f} s, blob transfers "
                   f"{cp['transfers']:.2f} s, transactions {cp['transactions']:.2f} s, aggregation "
                   f"{cp['aggregate']:.3f} s); the remaining {f['waiting_seconds_per_round']:.2f} s is waiting "
-                  f"(noticing each phase change: a block-number poll every 0.1 s per node, then reading the round; "
-                  f"the close transaction; scheduling on shared cores). Round / floor = "
+                  f"(noticing each phase change: a pushed new block, then reading the round; scheduling "
+                  f"on shared cores). Round / floor = "
                   f"{f['round_vs_floor']}. Gas per round: {f['gas_per_round']:,}."]
     lines += ["", f"Final accuracies agree within {doc['accuracy_spread']:.4f} "
               f"({'within' if doc['accuracies_agree'] else 'OUTSIDE'} the 0.01 tolerance)."]

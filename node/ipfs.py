@@ -186,6 +186,14 @@ class _Multipart:
 # --------------------------------------------------------------------------- client
 
 
+def _until(chunks: Iterator[bytes], deadline: float, late: str) -> Iterator[bytes]:
+    """`chunks`, raising `IpfsTimeout(late)` once the monotonic clock passes `deadline`."""
+    for chunk in chunks:
+        yield chunk
+        if time.monotonic() > deadline:
+            raise IpfsTimeout(late)
+
+
 def write_verified(
     chunks: Iterator[bytes],
     path: str | os.PathLike[str],
@@ -367,10 +375,7 @@ class IpfsClient:
         try:
             with self._http.stream("POST", "cat", params=query, timeout=self._timeouts(seconds)) as resp:
                 self._raise_for(resp, f"cat {cid}")
-                for chunk in resp.iter_raw(CHUNK):
-                    yield chunk
-                    if time.monotonic() > deadline:
-                        raise IpfsTimeout(f"cat {cid}: not complete within {seconds:g} s")
+                yield from _until(resp.iter_raw(CHUNK), deadline, f"cat {cid}: not complete within {seconds:g} s")
         except httpx.TimeoutException as e:
             raise IpfsTimeout(f"cat {cid}: no data within {seconds:g} s: no reachable node seems to have it") from e
         except httpx.TransportError as e:
@@ -496,10 +501,7 @@ class GatewayClient:
                                    timeout=httpx.Timeout(seconds, connect=min(seconds, 5.0))) as resp:
                 if resp.status_code != 200:
                     raise IpfsError(f"GET {url}: HTTP {resp.status_code}", resp.status_code)
-                for chunk in resp.iter_bytes(CHUNK):
-                    yield chunk
-                    if time.monotonic() > deadline:
-                        raise IpfsTimeout(f"GET {url}: not complete within {seconds:g} s")
+                yield from _until(resp.iter_bytes(CHUNK), deadline, f"GET {url}: not complete within {seconds:g} s")
         except httpx.TimeoutException as e:
             raise IpfsTimeout(f"GET {url}: no data within {seconds:g} s") from e
         except httpx.TransportError as e:
