@@ -301,7 +301,7 @@ def print_rounds(report: dict) -> None:
     for r in report["rounds"]:
         attempts = " ".join(f"{a['leader']}:{a['outcome']}" for a in r["attempts"])
         table.add_row(str(r["round"]), r["leader"], attempts, str(len(r["participants"])), f"{r['accuracy']:.4f}",
-                      f"{r['gas_used']:,}", f"{r['seconds']['total']:.1f}", r["model_sha256"][:16])
+                      f"{r['gas_used']:,}", f"{r['seconds']['total']:.2f}", r["model_sha256"][:16])
     Console(width=140).print(table)
 
 
