@@ -152,8 +152,14 @@ class Organisation:
     member_address: str | None = None  # its fedledger member address (`fedledger keys new`)
     p2p_port: int = 30303
     rpc_port: int = 8545
+    ws_port: int = 8546  # Besu's WebSocket JSON-RPC, on localhost: new blocks pushed to the node
     ipfs_swarm_port: int = 4001
     ipfs_api_port: int = 5001
+    ipfs_gateway_port: int = 8080  # read-only, opened to the other organisations: what this one stored
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.host}:{self.ipfs_gateway_port}"
 
     @property
     def validator(self) -> str:
@@ -333,7 +339,11 @@ class Consortium:
             f"rpc-http-port = {org.rpc_port}",
             f"rpc-http-api = {json.dumps(RPC_APIS)}",
             f"host-allowlist = {json.dumps(allow)}",
-            "rpc-ws-enabled = false",
+            "# The same on WebSocket, so the node is told of each block instead of polling for it.",
+            "rpc-ws-enabled = true",
+            'rpc-ws-host = "127.0.0.1"',
+            f"rpc-ws-port = {org.ws_port}",
+            f"rpc-ws-api = {json.dumps(RPC_APIS)}",
             "graphql-http-enabled = false",
             "",
             "# Free gas: members need no ether (the genesis sets zeroBaseFee and baseFeePerGas 0).",
@@ -367,9 +377,12 @@ class Consortium:
             '[ -f "$IPFS_PATH/config" ] || ipfs init --profile server',
             '# The pre-shared swarm key (secret; the same at every organisation): only holders connect.',
             'install -m 600 "${SWARM_KEY:-$HERE/../swarm.key}" "$IPFS_PATH/swarm.key"',
-            "# API and gateway on localhost only: the fedledger node is the only client.",
+            "# The API on localhost only: the fedledger node is its only client.",
             f"ipfs config Addresses.API /ip4/127.0.0.1/tcp/{org.ipfs_api_port}",
-            "ipfs config Addresses.Gateway /ip4/127.0.0.1/tcp/8080",
+            "# The read-only gateway serves what this node stores to the other organisations' fedledger",
+            "# nodes (firewall it to their hosts); NoFetch: it never fetches anything for a caller.",
+            f"ipfs config Addresses.Gateway /ip4/0.0.0.0/tcp/{org.ipfs_gateway_port}",
+            "ipfs config --json Gateway.NoFetch true",
             f"ipfs config --json Addresses.Swarm '[\"/ip4/0.0.0.0/tcp/{org.ipfs_swarm_port}\"]'",
             f"ipfs config --json Addresses.Announce '[\"/ip4/{org.host}/tcp/{org.ipfs_swarm_port}\"]'",
             "# Private networks speak TCP only; no public routing, relays or local discovery.",
@@ -394,7 +407,9 @@ class Consortium:
         from .config import NodeConfig
         from .ops import render_node_config
 
+        gateways = {o.member_address: o.gateway_url for o in self.others(org) if o.member_address}
         cfg = NodeConfig(
+            gateways=gateways, ws_url=f"ws://127.0.0.1:{org.ws_port}",
             name=org.name, work_dir=Path("work"), rpc_url=f"http://127.0.0.1:{org.rpc_port}",
             deployment=Path("deployment.json"), ipfs_api=f"http://127.0.0.1:{org.ipfs_api_port}",
             keystore=Path("keystore.json"), password="env:FEDLEDGER_PASSWORD", chain_id=self.chain_id, poa=True,
@@ -406,9 +421,10 @@ class Consortium:
         rows = ["| organisation | opens to the other organisations | never opens (localhost only) |",
                 "|---|---|---|"]
         for o in self.organisations:
-            rows.append(f"| {o.name} ({o.host}) | {o.p2p_port}/tcp Besu P2P; {o.ipfs_swarm_port}/tcp IPFS swarm | "
-                        f"{o.rpc_port}/tcp Besu JSON-RPC; {o.ipfs_api_port}/tcp IPFS API; 8080/tcp IPFS gateway |")
-        rows += ["", "Each organisation allows inbound TCP on its P2P and swarm ports from the other organisations' "
+            rows.append(f"| {o.name} ({o.host}) | {o.p2p_port}/tcp Besu P2P; {o.ipfs_swarm_port}/tcp IPFS swarm; "
+                        f"{o.ipfs_gateway_port}/tcp IPFS gateway (read-only) | "
+                        f"{o.rpc_port}/tcp Besu JSON-RPC; {o.ws_port}/tcp Besu WebSocket; {o.ipfs_api_port}/tcp IPFS API |")
+        rows += ["", "Each organisation allows inbound TCP on its P2P, swarm and gateway ports from the other organisations' "
                      "hosts only (listed above) and makes outbound connections to theirs. Discovery is off, so no UDP. "
                      "The fedledger node itself listens on nothing."]
         return "\n".join(rows) + "\n"
@@ -487,11 +503,13 @@ name = "hospital-a"
 host = "192.0.2.10"               # where the others reach its validator and IPFS node
 node_public_key = "0x..."         # besu --data-path=data public-key export
 ipfs_peer_id = "12D3KooW..."      # ipfs id -f '<id>'
-# member_address = "0x..."        # fedledger keys address keystore.json (for the admin's records)
+# member_address = "0x..."        # fedledger keys address keystore.json (the others' nodes map it to its gateway)
 # p2p_port = 30303
 # ipfs_swarm_port = 4001
 # rpc_port = 8545                 # on localhost
 # ipfs_api_port = 5001            # on localhost
+# ws_port = 8546                  # on localhost
+# ipfs_gateway_port = 8080        # read-only, open to the other organisations
 """
 
 

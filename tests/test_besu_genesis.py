@@ -48,7 +48,8 @@ PEER_IDS = [
 
 def consortium_doc(n: int = 4, **overrides) -> dict:
     doc = {"chain_id": 47110, "block_period_seconds": 2, "request_timeout_seconds": 4,
-           "organisation": [{"name": f"org{i + 1}", "host": f"192.0.2.{10 + i}", "ipfs_peer_id": PEER_IDS[i]}
+           "organisation": [{"name": f"org{i + 1}", "host": f"192.0.2.{10 + i}", "ipfs_peer_id": PEER_IDS[i],
+                             "member_address": "0x" + f"{i + 1:02x}" * 20}
                             for i in range(n)]}
     doc.update(overrides)
     return doc
@@ -126,6 +127,7 @@ def test_each_besu_config_charges_no_gas_keeps_rpc_on_localhost_and_reads_the_sh
         assert (besu_dir / toml["node-private-key-file"]).exists()
         assert toml["p2p-host"] == f"192.0.2.{9 + i}" and toml["discovery-enabled"] is False
         assert "QBFT" in toml["rpc-http-api"]
+        assert toml["rpc-ws-enabled"] is True and toml["rpc-ws-host"] == "127.0.0.1" and toml["rpc-ws-port"] == 8546
         assert (besu_dir / toml["static-nodes-file"]).exists() and (besu_dir / toml["permissions-nodes-config-file"]).exists()
 
 
@@ -148,6 +150,7 @@ def test_kubo_setup_joins_the_private_swarm_with_the_other_organisations_only(ne
     for i in range(1, 5):
         script = (out / f"org{i}" / "kubo-setup.sh").read_text()
         assert "Addresses.API /ip4/127.0.0.1/tcp/5001" in script
+        assert "Addresses.Gateway /ip4/0.0.0.0/tcp/8080" in script and "Gateway.NoFetch true" in script
         assert "LIBP2P_FORCE_PNET=1" in script and "swarm.key" in script
         assert "ipfs bootstrap rm --all" in script
         added = [line.split()[-1] for line in script.splitlines() if line.startswith("ipfs bootstrap add")]
@@ -168,6 +171,9 @@ def test_fedledger_node_configs_load_and_point_at_their_own_local_chain_and_ipfs
         assert cfg.rpc_url == f"http://127.0.0.1:{besu['rpc-http-port']}"
         assert cfg.ipfs_api == "http://127.0.0.1:5001"
         assert cfg.password.startswith("env:") and cfg.org_index == i - 1 and cfg.num_orgs == 4
+        assert cfg.ws_url == f"ws://127.0.0.1:{besu['rpc-ws-port']}"
+        # Every other member's blobs come from its gateway, on its host.
+        assert cfg.gateways == {"0x" + f"{j:02x}" * 20: f"http://192.0.2.{9 + j}:8080" for j in range(1, 5) if j != i}
 
 
 def test_secrets_are_written_owner_only_and_kept_on_a_second_run(network, tmp_path):
