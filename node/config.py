@@ -7,10 +7,9 @@ password comes from `prompt`, `env:VAR` or `file:PATH`.
 
 from __future__ import annotations
 
-import json
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +50,6 @@ def _ws_url(value: Any, path: Path) -> str | None:
     if not isinstance(value, str) or not re.match(r"^wss?://[^/\s]+", value):
         raise ConfigError(f"{path}: [chain] ws_url {value!r} is not a ws:// or wss:// URL")
     return value
-
-
-def gateway_lines(gateways: dict[str, str]) -> list[str]:
-    """The `[ipfs.gateways]` table as TOML lines (none when empty)."""
-    if not gateways:
-        return []
-    return ["", "[ipfs.gateways]"] + [f'"{a}" = "{u}"' for a, u in sorted(gateways.items())]
 
 
 @dataclass
@@ -152,50 +144,8 @@ class NodeConfig:
         )
 
     def to_toml(self) -> str:
-        t = asdict(self.training)
-        lines = [
-            "# fedledger node configuration. Nothing secret belongs here.",
-            "[organisation]",
-            f'name = "{self.name}"',
-            f'work_dir = "{self.work_dir}"       # updates, downloaded models, logs, metrics',
-            f"poll_seconds = {self.poll_seconds}",
-            "",
-            "[chain]",
-            f'rpc_url = "{self.rpc_url}"',
-            f'deployment = "{self.deployment}"   # handed out by the consortium admin',
-            f"poa = {str(self.poa).lower()}              # true on Besu QBFT / Clique chains",
-        ]
-        if self.chain_id is not None:
-            lines.append(f"chain_id = {self.chain_id}")
-        if self.ws_url:
-            lines.append(f'ws_url = "{self.ws_url}"')
-        lines += [
-            "",
-            "[ipfs]",
-            f'api_url = "{self.ipfs_api}"    # this organisation\'s own IPFS node (RPC API on localhost)',
-            f"keep_others_updates = {str(self.keep_others_updates).lower()}",
-            f"prefetch_max_mb = {self.prefetch_max_mb}",
-            *gateway_lines(self.gateways),
-            "",
-            "[keystore]",
-            f'path = "{self.keystore}"',
-            f'password = "{self.password}"   # prompt | env:VARIABLE | file:PATH',
-            "",
-            "[task]",
-            f"id = {self.task}",
-            f'builtin = "{self.builtin}"',
-        ]
-        if self.data:
-            lines.append(f'data = "{self.data}"')
-        lines += [
-            f'partition = "{self.partition}"',
-            f"org_index = {self.org_index}",
-            f"num_orgs = {self.num_orgs}",
-            f"partition_seed = {self.partition_seed}",
-            "",
-            "[training]",
-        ] + [f"{k} = {v}" for k, v in t.items()]
-        if self.adversary:
-            lines += ["", "# This organisation MISBEHAVES on purpose (fault/attack experiment).", "[adversary]"]
-            lines += [f"{k} = {json.dumps(v)}" for k, v in self.adversary.items()]
-        return "\n".join(lines) + "\n"
+        """The config as commented TOML (`ops.render_node_config`, the one writer of node configs);
+        `NodeConfig.load` reads it back unchanged."""
+        from .ops import render_node_config  # ops imports this module: import it when needed
+
+        return render_node_config(self)

@@ -49,7 +49,7 @@ import typer
 
 # Only light modules at import time: the CLI imports this module for every command, even --help.
 # The chain client (web3) and the keystores (eth-account) load when a command needs them.
-from .config import ConfigError, NodeConfig, TrainingConfig, gateway_lines, parse_gateways
+from .config import ConfigError, NodeConfig, TrainingConfig, parse_gateways
 from .ipfs import IpfsClient, StorageError
 from .ipfs_daemon import META_FILE, IpfsDaemon, IpfsDaemonError, free_port, loopback_config
 
@@ -531,8 +531,8 @@ def render_node_config(cfg: NodeConfig) -> str:
         (f"api_url = {_toml_str(cfg.ipfs_api)}", "YOUR IPFS node's RPC API, never another organisation's"),
         (f"keep_others_updates = {str(cfg.keep_others_updates).lower()}", "true keeps every member's updates pinned"),
         (f"prefetch_max_mb = {cfg.prefetch_max_mb}", "fetch every update as announced if models are this small (0: off)"),
-        *[(line, "other members' IPFS gateways, tried before the swarm (every download is hash-checked)"
-           if line == "[ipfs.gateways]" else "") for line in gateway_lines(cfg.gateways)],
+        *([("", ""), ("[ipfs.gateways]", "other members' IPFS gateways, tried before the swarm (every download is hash-checked)")]
+          + [(f"{_toml_str(a)} = {_toml_str(u)}", "") for a, u in sorted(cfg.gateways.items())] if cfg.gateways else []),
         ("", ""),
         ("[keystore]", ""),
         (f"path = {_toml_str(cfg.keystore)}", "encrypted (fedledger keys new); never share it"),
