@@ -417,9 +417,11 @@ class ChainClient:
                 self._indexed[item["name"]] = [i["name"] for i in item["inputs"] if i.get("indexed")]
                 # Events without structs are decoded here with eth_abi: web3's process_log took a
                 # sixth of a leader's CPU. Indexed arguments of FedLedger's events are all static.
+                # Indexed arguments first, as web3 gives them.
                 flat = not any(i["type"].startswith("tuple") for i in item["inputs"])
+                inputs = sorted(item["inputs"], key=lambda i: not i.get("indexed"))
                 self._event_layout[item["name"]] = [(i["name"], _abi_type(i), bool(i.get("indexed")))
-                                                    for i in item["inputs"]] if flat else None
+                                                    for i in inputs] if flat else None
 
     # ----------------------------------------------------------------- basics
 
@@ -629,8 +631,8 @@ class ChainClient:
         if layout is not None:
             topics = iter(log["topics"][1:])
             data = iter(abi_decode([t for _, t, ix in layout if not ix], bytes(log["data"])))
-            args = {}  # indexed arguments first, as web3 gives them
-            for arg, typ, indexed in sorted(layout, key=lambda entry: not entry[2]):
+            args = {}
+            for arg, typ, indexed in layout:
                 value = abi_decode([typ], bytes(next(topics)))[0] if indexed else next(data)
                 if typ == "address":
                     value = to_checksum_address(value)

@@ -211,10 +211,11 @@ class Peer:
     def submit(self, rnd: int, parent_sha: str, parent_cid: str) -> None:
         t0 = time.perf_counter()
         path = self._model_path(parent_sha)
+        source = None
         if rnd > 1 and not path.exists() and parent_cid not in self._source_of:
             # The round went by too fast to prefetch its aggregate: it is in its leader's node.
-            self._source_of[parent_cid] = (self.chain.round_info(self.task, rnd - 1).leader or "").lower()
-        parent = self._load_model(parent_cid, parent_sha, path)
+            source = self.chain.round_info(self.task, rnd - 1).leader
+        parent = self._load_model(parent_cid, parent_sha, path, source=source)
         t_fetch = time.perf_counter()
         if (rnd > 1 and getattr(self.fit_config, "fedcurv_lambda", 0) > 0 and hasattr(self.trainer, "set_own_fedcurv_terms")
                 and not self.chain.has_submitted(self.task, rnd - 1, self.me)):
@@ -415,10 +416,11 @@ class Peer:
     def _fetch_bytes(self, cid: str) -> bytes:
         return self.ipfs.cat(cid, timeout=self.fetch_timeout)
 
-    def _load_model(self, cid: str, sha: str, path: Path, pin: bool = True) -> dict[str, np.ndarray]:
+    def _load_model(self, cid: str, sha: str, path: Path, pin: bool = True,
+                    source: str | None = None) -> dict[str, np.ndarray]:
         """A model the chain vouches for: downloaded once (or joined if a prefetch is under way),
         hash checked before it is parsed, and pinned once it is a parent we build on."""
-        self._download(cid, sha, path).result()
+        self._download(cid, sha, path, source=source).result()
         if pin:
             self._keep(cid, path)
         self._model_bytes = path.stat().st_size
