@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 compile: setup
-	$(BIN)/python -c "from fedledger.node.contracts import build_artifact; a = build_artifact(); print('FedLedger', a.abi_sha256)"
+	$(BIN)/python -c "from fedledger.node.chain.contracts import build_artifact; a = build_artifact(); print('FedLedger', a.abi_sha256)"
 
 test: setup
 	$(BIN)/pytest

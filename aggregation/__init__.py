@@ -7,6 +7,7 @@ sample count of each, and the sha256 of each (which fixes the order of every flo
 """
 
 from ._core import LANES, AggregationError, Model, TensorSource, UpdateSource, canonical_order
+from .fedcurv import FEDCURV_PREFIX, sum_fedcurv_terms
 from .mean import FedAvgStream, fedavg, merge_aggregates
 from .registry import (
     RULES,
@@ -35,6 +36,7 @@ __all__ = [
     "LANES",
     "RULES",
     "AggregationError",
+    "FEDCURV_PREFIX",
     "FedAvgStream",
     "Model",
     "Param",
@@ -56,6 +58,7 @@ __all__ = [
     "merge_aggregates",
     "multi_krum",
     "rule_id_bytes32",
+    "sum_fedcurv_terms",
     "tolerance",
     "trim_count",
     "trimmed_mean",

@@ -54,7 +54,7 @@ def main() -> int:
             for label, attackers in (("clean", 0), ("attacked", 3)):
                 rep = sim(base / f"signflip-{rule}-{label}", orgs=10, rounds=args.rounds, partition="iid", rule=rule,
                           rule_params=params, verifiers=2, seed=0, attackers=attackers, attack="signflip",
-                          epochs=args.epochs)
+                          training={"epochs": args.epochs})
                 row[f"{label}_accuracy"] = rep["final_accuracy"]
             row["attacked_vs_clean"] = round(row["attacked_accuracy"] / row["clean_accuracy"], 4)
             rows.append(row)

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from eth_account import Account
 
-from fedledger.node.chain import ChainClient, TaskConfig
-from fedledger.node.devnet import DEV_KEYS, AnvilNode
+from fedledger.node.chain.client import ChainClient
+from fedledger.node.protocol import TaskConfig
+from fedledger.node.chain.devnet import DEV_KEYS, AnvilNode
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

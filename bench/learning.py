@@ -52,14 +52,14 @@ def main() -> int:
         out = Path(args.out) / f"{stamp}-{partition.replace(':', '')}-{label}"
         print(f"== {partition} {label} (mu={mu}) -> {out}", file=sys.stderr, flush=True)
         report = run_sim(SimOptions(orgs=args.orgs, rounds=args.rounds, partition=partition, rule="fedavg",
-                                    mu=mu, lr=lr, lr_decay=lr_decay,
-                                    epochs=args.epochs, verifiers=2, seed=0, out=str(out)),
+                                    training={"mu": mu, "lr": lr, "lr_decay": lr_decay, "epochs": args.epochs},
+                                    verifiers=2, seed=0, out=str(out)),
                          say=lambda line: print("   ", line, file=sys.stderr, flush=True))
         central = report["centralized_accuracy"]
         accs = [r["accuracy"] for r in report["rounds"]]
         reach = next((r["round"] for r in report["rounds"] if r["accuracy"] >= 0.95 * central), None)
         rows.append({"task": "digits-mlp", "orgs": args.orgs, "partition": partition, "method": label, "mu": mu,
-                     "local_epochs": args.epochs, "lr": report["config"]["lr"], "lr_decay": lr_decay,
+                     "local_epochs": args.epochs, "lr": report["config"]["training"]["lr"], "lr_decay": lr_decay,
                      "rounds": args.rounds, "final_accuracy": accs[-1], "best_accuracy": max(accs),
                      "centralized_accuracy": central, "ratio_final_vs_centralized": round(accs[-1] / central, 4),
                      "first_round_at_95pct": reach, "accuracy_per_round": accs, "run_dir": str(out),

@@ -76,7 +76,7 @@ def round_overhead(d: dict) -> str:
     out = [f"{t['clients']} clients, {t['rounds']} rounds, {t['name']} ({t['model']}), {t['partition']} seed "
            f"{t['seed']}, {t['optimizer']}, 1 local epoch, {t['rule']}. All three systems ran one after the other "
            f"in one invocation on the same {d['machine']['cpus']}-core machine and train with the same code "
-           "(fedledger.node.tasks/partition/trainer) and the same per-round seeds.", "",
+           "(fedledger.node.training: workloads, partition, trainer) and the same per-round seeds.", "",
            table(["system", "s/round, steady (rounds 2-R)", "s/round, all rounds", "round 1 (s)",
                   "slowest training (s)", "overhead/round (s)", "training share", "fedledger time / this",
                   "final accuracy"], rows, "lrrrrrrrr")]

@@ -10,7 +10,7 @@ classes (seed 0), 20% held out as the global test set, 1 local epoch of SGD (lr 
     flower-deployment    one flower-superlink + one flower-supernode per client (Flower 1.42)
     flower-simulation    flower-superlink --simulation + flwr run (Flower's Ray simulation runtime)
 
-Both sides train with the same code (fedledger.node.tasks/partition/trainer; bench/flower_app
+Both sides train with the same code (fedledger.node.training.workloads/partition/trainer; bench/flower_app
 imports it) and the same per-round seeds, so the global models must agree in accuracy.
 
 Per-round times. fedledger: from the previous round's finalization (round 1: from the moment the

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fedledger.node.ipfs_daemon import IpfsDaemon, connect_all, start_all
-from fedledger.node.modelfile import ModelSpec, read_model, write_model_file
+from fedledger.node.storage.daemon import IpfsDaemon, connect_all, start_all
+from fedledger.node.storage.modelfile import ModelSpec, read_model, write_model_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

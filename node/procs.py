@@ -1,9 +1,10 @@
-"""Small helpers for the local processes a devnet runs (Anvil, js-ipfs): ports, PIDs, node_modules."""
+"""Small helpers for local processes (Anvil, js-ipfs, node processes): ports, PIDs, node_modules, waiting."""
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 
@@ -37,3 +38,15 @@ def node_modules_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parent.parent / "node_modules"
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    """Poll `predicate` until it returns a truthy value or `timeout` seconds pass (TimeoutError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)

@@ -14,8 +14,10 @@ import json
 import sys
 from pathlib import Path
 
-from fedledger.node.besu import Consortium, NetworkSpecError
-from fedledger.node.ops import EXIT_INPUT, OpsError, chain_access, reporting
+from fedledger.node.cli.output import reporting
+from fedledger.node.errors import EXIT_INPUT, InputError
+from fedledger.node.ops.access import chain_access
+from fedledger.node.ops.network import NetworkSpec, NetworkSpecError
 
 
 def main(argv=None) -> int:
@@ -30,7 +32,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="Print the outcome as JSON.")
     args = parser.parse_args(argv)
     try:
-        orgs = [o for o in Consortium.load(args.consortium).organisations if o.member_address]
+        orgs = [o for o in NetworkSpec.load(args.consortium).organisations if o.member_address]
     except NetworkSpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
@@ -38,7 +40,7 @@ def main(argv=None) -> int:
     try:
         with reporting(args.json):
             if not orgs:
-                raise OpsError(f"no organisation in {args.consortium} has a member_address")
+                raise InputError(f"no organisation in {args.consortium} has a member_address")
             acc = chain_access(deployment=args.deployment, rpc=args.rpc, poa=args.poa, config=None,
                                keystore=args.keystore, password=None if args.devnet else args.password,
                                devnet=args.devnet, sign=True)

@@ -8,7 +8,7 @@ Run `scripts/deploy.py --help` for every option.
 """
 import sys
 
-from fedledger.node.cli import app
+from fedledger.node.cli.app import app
 
 if __name__ == "__main__":
     sys.exit(app(["deploy", *sys.argv[1:]]))

@@ -5,11 +5,11 @@
     scripts/qbft_genesis.py consortium.toml --out network     # genesis.json, ports.md, swarm.key, ORG/...
     scripts/qbft_genesis.py consortium.toml --out network --dev-keys   # a trial: generate missing node keys
 
-Run `scripts/qbft_genesis.py --help` for every option. The work is done by fedledger.node.besu.
+Run `scripts/qbft_genesis.py --help` for every option. The work is done by fedledger.node.ops.network.
 """
 import sys
 
-from fedledger.node.besu import main
+from fedledger.node.ops.network import main
 
 if __name__ == "__main__":
     sys.exit(main())

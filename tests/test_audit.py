@@ -17,15 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from fedledger.aggregation.registry import encode_params
-from fedledger.node.audit import audit_live, audit_run, register, rebuild_lineage
-from fedledger.node.chain import TaskConfig
-from fedledger.node.ipfs import IpfsTimeout, raw_cid
-from fedledger.node.modelfile import ModelSpec, read_model, write_model, write_model_file
-from fedledger.node.recompute import UpdateRecord, build_aggregate
+from fedledger.node.audit import audit_live, audit_run, rebuild_lineage
+from fedledger.node.cli.app import app
+from fedledger.node.errors import EXIT_BROKEN
+from fedledger.node.protocol import TaskConfig
+from fedledger.node.storage.ipfs import IpfsTimeout, raw_cid
+from fedledger.node.storage.modelfile import ModelSpec, read_model, write_model, write_model_file
+from fedledger.node.peer.recompute import UpdateRecord, build_aggregate
 from fedledger.node.sim import SimOptions, run_sim
 
 pytestmark = [pytest.mark.chain, pytest.mark.ipfs]
@@ -34,24 +35,8 @@ pytestmark = [pytest.mark.chain, pytest.mark.ipfs]
 # --------------------------------------------------------------------------- the CLI
 
 
-def _app() -> typer.Typer:
-    """The real `fedledger` app once it registers `audit`; until then an app with only `audit`."""
-    from fedledger.node import cli
-
-    if any(c.name == "audit" for c in cli.app.registered_commands):
-        return cli.app
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def _main() -> None:  # keeps `audit` a subcommand, as in the real CLI
-        pass
-
-    return app
-
-
 def audit_cli(*args: str):
-    return CliRunner().invoke(_app(), ["audit", *map(str, args)])
+    return CliRunner().invoke(app, ["audit", *map(str, args)])
 
 
 # --------------------------------------------------------------------------- a hand-built federation
@@ -198,7 +183,7 @@ def test_global_model_cid_whose_bytes_differ_from_the_recorded_sha256_exits_1_wi
 
     fed = federate(ledger, ipfs_node, tmp_path, cheat=publish_other_bytes)
     res = audit_cli(*fed.cli_args())
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == EXIT_BROKEN, res.output
     line = next(l for l in res.stdout.splitlines() if "first broken link" in l)
     assert f"task {fed.task} round 1: global model (leader " in line and "[hash_mismatch]" in line
     assert fed.globals[0]["cid"] in line and f"the chain recorded {fed.globals[0]['sha256']}" in line
@@ -217,7 +202,7 @@ def drop_org3(rnd, tensors, meta, ipfs, records, fetch, spec, tmp):
 def test_leader_that_left_out_an_update_exits_1_with_aggregate_mismatch_naming_it(ledger, ipfs_node, tmp_path):
     fed = federate(ledger, ipfs_node, tmp_path, cheat=drop_org3)
     res = audit_cli(*fed.cli_args())
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == EXIT_BROKEN, res.output
     line = next(l for l in res.stdout.splitlines() if "first broken link" in l)
     assert "round 1: global model" in line and "[aggregate_mismatch]" in line
     assert "recomputing fedavg over the 3 valid updates" in line
@@ -228,7 +213,7 @@ def test_update_no_node_has_times_out_and_exits_1_naming_the_update(ledger, ipfs
     fed = federate(ledger, ipfs_node, tmp_path, missing_update_of=2)
     missing = next(u for u in fed.updates[0] if u["name"] == "org2")
     res = audit_cli(*fed.cli_args(), "--fetch-timeout", "1.5")
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == EXIT_BROKEN, res.output
     line = next(l for l in res.stdout.splitlines() if "first broken link" in l)
     assert "round 1: update of org2" in line and missing["cid"] in line and "[unavailable]" in line
     # The leader could not fetch it either: the rest of the round still checks out.
@@ -242,7 +227,7 @@ def test_global_model_whose_metadata_names_another_parent_exits_1_with_parent_li
 
     fed = federate(ledger, ipfs_node, tmp_path, rounds=2, cheat=wrong_parent)
     res = audit_cli(*fed.cli_args())
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == EXIT_BROKEN, res.output
     line = next(l for l in res.stdout.splitlines() if "first broken link" in l)
     assert "round 2: global model" in line and "[parent_link]" in line
     assert f"the chain says {fed.globals[0]['sha256'][:16]}" in line
@@ -287,7 +272,7 @@ def test_round_in_progress_is_shown_open_and_does_not_fail_the_audit(ledger, ipf
 
 
 def test_deployment_file_can_stand_in_for_rpc_and_contract(ledger, ipfs_node, tmp_path):
-    from fedledger.node.deploy import Deployment
+    from fedledger.node.chain.deployment import Deployment
 
     fed = federate(ledger, ipfs_node, tmp_path)
     dep = Deployment(chain_id=ledger.admin.chain_id, address=ledger.address, abi_sha256=ledger.admin.artifact.abi_sha256,
@@ -340,7 +325,7 @@ def test_event_log_altered_by_a_lying_chain_node_is_caught(ledger, ipfs_node, tm
 
 def test_event_log_truncated_by_the_chain_node_is_caught_against_contract_state(ledger, ipfs_node, tmp_path):
     from fedledger.node.audit import LiveIpfs, run_audit
-    from fedledger.node.chain import ChainClient
+    from fedledger.node.chain.client import ChainClient
 
     fed = federate(ledger, ipfs_node, tmp_path, rounds=2)
 
@@ -459,7 +444,7 @@ def test_audit_of_a_run_directory_leaves_it_byte_for_byte_unchanged(run_audited,
 
 @pytest.mark.e2e
 def test_a_run_whose_ipfs_repos_lost_a_global_model_fails_naming_it(sim_run, tmp_path):
-    from fedledger.node.audit import flatfs_block_path
+    from fedledger.node.storage.blocks import flatfs_block_path
 
     run = tmp_path / "run"
     shutil.copytree(sim_run, run)

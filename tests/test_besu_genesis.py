@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from eth_keys import keys
 
-from fedledger.node.besu import (
-    Consortium,
+from fedledger.node.ops.network import (
+    NetworkSpec,
     NetworkSpecError,
     address_of_public_key,
     decode_qbft_extra_data,
     qbft_extra_data,
     write_network,
 )
-from fedledger.node.config import NodeConfig
+from fedledger.node.peer.config import NodeConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,7 +90,7 @@ def test_validator_address_is_keccak_of_the_node_public_key():
 @pytest.fixture
 def network(tmp_path: Path) -> tuple[Path, dict]:
     out = tmp_path / "network"
-    result = write_network(Consortium.from_dict(consortium_doc()), out, dev_keys=True)
+    result = write_network(NetworkSpec.from_dict(consortium_doc()), out, dev_keys=True)
     return out, result
 
 
@@ -166,14 +166,15 @@ def test_fedledger_node_configs_load_and_point_at_their_own_local_chain_and_ipfs
         base = out / f"org{i}"
         cfg = NodeConfig.load(base / "node.toml")
         besu = tomllib.loads((base / "besu" / "besu.toml").read_text())
-        assert cfg.name == f"org{i}" and cfg.poa is True
-        assert cfg.chain_id == genesis["config"]["chainId"]
-        assert cfg.rpc_url == f"http://127.0.0.1:{besu['rpc-http-port']}"
-        assert cfg.ipfs_api == "http://127.0.0.1:5001"
-        assert cfg.password.startswith("env:") and cfg.org_index == i - 1 and cfg.num_orgs == 4
-        assert cfg.ws_url == f"ws://127.0.0.1:{besu['rpc-ws-port']}"
+        assert cfg.name == f"org{i}" and cfg.chain.poa is True
+        assert cfg.chain.chain_id == genesis["config"]["chainId"]
+        assert cfg.chain.rpc_url == f"http://127.0.0.1:{besu['rpc-http-port']}"
+        assert cfg.ipfs.api_url == "http://127.0.0.1:5001"
+        assert cfg.keystore.password.startswith("env:") and cfg.workload.org_index == i - 1
+        assert cfg.workload.num_orgs == 4
+        assert cfg.chain.ws_url == f"ws://127.0.0.1:{besu['rpc-ws-port']}"
         # Every other member's blobs come from its gateway, on its host.
-        assert cfg.gateways == {"0x" + f"{j:02x}" * 20: f"http://192.0.2.{9 + j}:8080" for j in range(1, 5) if j != i}
+        assert cfg.ipfs.gateways == {"0x" + f"{j:02x}" * 20: f"http://192.0.2.{9 + j}:8080" for j in range(1, 5) if j != i}
 
 
 def test_secrets_are_written_owner_only_and_kept_on_a_second_run(network, tmp_path):
@@ -184,19 +185,19 @@ def test_secrets_are_written_owner_only_and_kept_on_a_second_run(network, tmp_pa
     for path in [key] + [out / f"org{i}" / "besu" / "data" / "key" for i in range(1, 5)]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     before = key.read_text(), (out / "org1" / "besu" / "data" / "key").read_text()
-    again = write_network(Consortium.from_dict(consortium_doc()), out, dev_keys=True)
+    again = write_network(NetworkSpec.from_dict(consortium_doc()), out, dev_keys=True)
     assert (key.read_text(), (out / "org1" / "besu" / "data" / "key").read_text()) == before
     assert again["validators"] == result["validators"]
 
 
 def test_production_input_needs_every_public_key_and_writes_no_node_key(tmp_path):
     with pytest.raises(NetworkSpecError, match="node_public_key is missing"):
-        write_network(Consortium.from_dict(consortium_doc()), tmp_path / "a")
+        write_network(NetworkSpec.from_dict(consortium_doc()), tmp_path / "a")
     doc = consortium_doc()
     privs = [keys.PrivateKey(bytes([i + 1]) * 32) for i in range(4)]
     for org, priv in zip(doc["organisation"], privs):
         org["node_public_key"] = priv.public_key.to_hex()
-    result = write_network(Consortium.from_dict(doc), tmp_path / "b")
+    result = write_network(NetworkSpec.from_dict(doc), tmp_path / "b")
     assert list(result["validators"].values()) == [p.public_key.to_checksum_address() for p in privs]
     assert not list((tmp_path / "b").rglob("key"))
 
@@ -208,26 +209,26 @@ def test_production_input_needs_every_public_key_and_writes_no_node_key(tmp_path
 ])
 def test_inconsistent_consortium_settings_are_refused(change, message):
     with pytest.raises(NetworkSpecError, match=message):
-        Consortium.from_dict(consortium_doc(**change))
+        NetworkSpec.from_dict(consortium_doc(**change))
 
 
 def test_duplicate_organisations_or_unreachable_hosts_are_refused():
     doc = consortium_doc()
     doc["organisation"][1]["name"] = "org1"
     with pytest.raises(NetworkSpecError, match="used twice"):
-        Consortium.from_dict(doc)
+        NetworkSpec.from_dict(doc)
     doc = consortium_doc()
     doc["organisation"][2]["host"] = "0.0.0.0"
     with pytest.raises(NetworkSpecError, match="not an address"):
-        Consortium.from_dict(doc)
+        NetworkSpec.from_dict(doc)
     doc = consortium_doc()
     doc["organisation"][0]["ipfs_peer_id"] = "not-a-peer"
     with pytest.raises(NetworkSpecError, match="not a peer id"):
-        Consortium.from_dict(doc)
+        NetworkSpec.from_dict(doc)
 
 
 def test_fewer_than_four_validators_is_allowed_with_a_warning(tmp_path):
-    result = write_network(Consortium.from_dict(consortium_doc(n=2)), tmp_path / "n", dev_keys=True)
+    result = write_network(NetworkSpec.from_dict(consortium_doc(n=2)), tmp_path / "n", dev_keys=True)
     assert any("3f+1" in w for w in result["warnings"])
 
 
@@ -257,7 +258,7 @@ def test_adding_an_organisation_later_keeps_the_genesis_and_updates_everyones_pe
         org["node_public_key"] = "0x" + key_file_public(out / f"org{i}" / "besu" / "data" / "key").hex()
     newcomer = keys.PrivateKey(bytes([9]) * 32)
     doc["organisation"].append({"name": "org5", "host": "192.0.2.99", "node_public_key": newcomer.public_key.to_hex()})
-    again = write_network(Consortium.from_dict(doc), out)
+    again = write_network(NetworkSpec.from_dict(doc), out)
     assert (out / "genesis.json").read_bytes() == genesis_before  # the same chain
     assert any("org5" in w and "qbft_proposeValidatorVote" in w for w in again["warnings"])
     new_enode = f"enode://{newcomer.public_key.to_bytes().hex()}@192.0.2.99:30303"
@@ -265,4 +266,4 @@ def test_adding_an_organisation_later_keeps_the_genesis_and_updates_everyones_pe
         assert new_enode in json.loads((out / f"org{i}" / "besu" / "static-nodes.json").read_text())
         allow = tomllib.loads((out / f"org{i}" / "besu" / "permissions_config.toml").read_text())["nodes-allowlist"]
         assert new_enode in allow
-    assert NodeConfig.load(out / "org5" / "node.toml").num_orgs == 5
+    assert NodeConfig.load(out / "org5" / "node.toml").workload.num_orgs == 5

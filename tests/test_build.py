@@ -4,7 +4,7 @@ import json
 import shutil
 import subprocess
 
-from fedledger.node.contracts import ARTIFACT_PATH, Artifact, compile_sources, repo_root
+from fedledger.node.chain.contracts import ARTIFACT_PATH, Artifact, compile_sources, repo_root
 
 
 def test_shipped_artifact_matches_a_fresh_compile_of_contracts():

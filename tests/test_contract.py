@@ -8,16 +8,9 @@ import threading
 import pytest
 from eth_account import Account
 
-from fedledger.node.chain import (
-    ContractRevert,
-    FailReason,
-    Phase,
-    TaskConfig,
-    _plain,
-    derive_seed,
-    election_order,
-    verifiers_for,
-)
+from fedledger.node.chain.client import _plain
+from fedledger.node.errors import ContractRevert
+from fedledger.node.protocol import FailReason, Phase, TaskConfig, derive_seed, election_order, verifiers_for
 
 pytestmark = pytest.mark.chain
 
@@ -310,7 +303,7 @@ def test_same_seed_gives_the_same_order_and_orders_vary_with_the_seed():
 
 
 def test_coprime_step_matches_the_contract(ledger):
-    from fedledger.node.chain import coprime_step
+    from fedledger.node.protocol import coprime_step
 
     for n in [1, 2, 3, 4, 6, 10, 12, 30, 49, 50, 210]:
         for r in [0, 1, 7, 2**200 + 3, 12345678901234567890]:
@@ -395,7 +388,7 @@ def _stale_attest_estimate(ledger, monkeypatch, task, verifiers):
     verifier 0's transaction now takes the costlier path that finalizes the round."""
     from web3.contract.contract import ContractFunction
 
-    from fedledger.node.chain import to_bytes32
+    from fedledger.node.protocol import to_bytes32
 
     a = ledger.client(verifiers[0])
     stale = a.contract.functions.attest(task, 1, 0, True, to_bytes32(h("agg"))).estimate_gas(
@@ -417,7 +410,7 @@ def test_attestation_estimated_before_another_lands_still_finalizes(ledger, monk
 
 
 def test_transaction_that_runs_out_of_gas_is_resent_once_with_more(ledger, monkeypatch):
-    from fedledger.node import chain
+    from fedledger.node.chain import client as chain
 
     task, leader, verifiers = elected_round(ledger)
     ledger.client(leader).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
@@ -573,7 +566,7 @@ def test_concurrent_senders_sharing_one_key_do_not_collide_on_nonces(ledger):
 
 
 def test_a_second_client_with_the_same_key_resyncs_its_nonce(ledger):
-    from fedledger.node.chain import ChainClient
+    from fedledger.node.chain.client import ChainClient
 
     twin = ChainClient(ledger.rpc_url, ledger.address, ledger.accounts[0], artifact=ledger.admin.artifact)
     ledger.admin.add_member(ledger.accounts[1].address, "a")
@@ -652,8 +645,10 @@ def test_events_filter_by_name_task_and_round_on_the_chain_node(ledger):
 
 
 def test_head_watcher_wakes_on_every_new_block_and_a_dead_endpoint_leaves_polling_in_charge(ledger):
-    from fedledger.node.chain import ChainError, HeadWatcher, wait_until
-    from fedledger.node.ipfs_daemon import free_port
+    from fedledger.node.chain.heads import HeadWatcher
+    from fedledger.node.errors import ChainError
+    from fedledger.node.procs import wait_until
+    from fedledger.node.storage.daemon import free_port
 
     watcher = HeadWatcher(ledger.rpc_url.replace("http://", "ws://"))
     try:

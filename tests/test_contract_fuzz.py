@@ -12,7 +12,9 @@ import random
 import pytest
 from eth_account import Account
 
-from fedledger.node.chain import ChainClient, ContractRevert, TaskConfig
+from fedledger.node.chain.client import ChainClient
+from fedledger.node.errors import ContractRevert
+from fedledger.node.protocol import TaskConfig
 
 pytestmark = pytest.mark.chain
 

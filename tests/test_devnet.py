@@ -7,9 +7,11 @@ import sys
 import pytest
 from eth_account import Account
 
-from fedledger.node.chain import ChainClient, Phase, TaskConfig
-from fedledger.node.deploy import Deployment
-from fedledger.node.devnet import DEV_KEYS, Devnet, pid_alive
+from fedledger.node.chain.client import ChainClient
+from fedledger.node.protocol import Phase, TaskConfig
+from fedledger.node.chain.deployment import Deployment
+from fedledger.node.chain.devnet import DEV_KEYS, Devnet
+from fedledger.node.procs import pid_alive
 
 pytestmark = pytest.mark.chain
 
@@ -57,7 +59,7 @@ def test_devnet_restart_from_its_state_file_keeps_members_tasks_and_rounds(tmp_p
 def test_deploy_refuses_a_deployment_file_for_another_chain(tmp_path, anvil):
     dep = Deployment(chain_id=99, address="0x" + "11" * 20, abi_sha256=ChainClient(anvil.rpc_url).artifact.abi_sha256,
                      block=0, admin="0x" + "22" * 20, tx_hash="0x", solc_version="0.8.30", rpc_url=anvil.rpc_url)
-    from fedledger.node.deploy import DeploymentError
+    from fedledger.node.chain.deployment import DeploymentError
 
     with pytest.raises(DeploymentError, match="chain id 31337"):
         dep.client()

@@ -64,8 +64,8 @@ def test_a_killed_node_restarts_and_rejoins_the_next_round(tmp_path):
 
 @pytest.mark.parametrize("nodes", [0, 4])
 def test_sim_refuses_an_ipfs_node_count_outside_1_to_orgs_before_starting_anything(tmp_path, nodes):
-    from fedledger.node.sim import SimError
+    from fedledger.node.errors import InputError
 
-    with pytest.raises(SimError, match="--ipfs-nodes must be between 1 and --orgs"):
+    with pytest.raises(InputError, match="--ipfs-nodes must be between 1 and --orgs"):
         run_sim(SimOptions(orgs=3, rounds=1, out=str(tmp_path / "run"), ipfs_nodes=nodes), say=lambda _: None)
     assert not (tmp_path / "run" / "ipfs").exists()

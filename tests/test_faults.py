@@ -14,14 +14,16 @@ from eth_account import Account
 
 from fedledger.aggregation.registry import encode_params
 from fedledger.node.audit import audit_run
-from fedledger.node.adversary import MALFORMED_KINDS, Adversary
-from fedledger.node.chain import ChainClient, TaskConfig
-from fedledger.node.ipfs import IpfsClient
-from fedledger.node.modelfile import ModelSpec, write_model_file
-from fedledger.node.partition import partition
-from fedledger.node.peer import Peer
+from fedledger.node.peer.adversary import MALFORMED_KINDS, Adversary
+from fedledger.node.chain.client import ChainClient
+from fedledger.node.protocol import TaskConfig
+from fedledger.node.storage.ipfs import IpfsClient
+from fedledger.node.storage.modelfile import ModelSpec, write_model_file
+from fedledger.node.training.partition import partition
+from fedledger.node.peer.loop import Peer
 from fedledger.node.sim import SimOptions, run_sim
-from fedledger.node.tasks import get_task
+from fedledger.node.peer.config import Ipfs, Organisation
+from fedledger.node.training.workloads import get_workload
 
 KINDS = list(MALFORMED_KINDS)
 
@@ -29,7 +31,7 @@ KINDS = list(MALFORMED_KINDS)
 def _in_process_task(ledger, ipfs_node, tmp_path, rounds: int, adversaries=None, gateways=None) -> list[Peer]:
     """Four members on one task (FedAvg, 2 verifiers), as Peer objects in this process sharing one
     IPFS node."""
-    spec_task = get_task("digits-mlp")
+    spec_task = get_workload("digits-mlp")
     ipfs = IpfsClient(ipfs_node.api_url)
     genesis = spec_task.genesis_weights(0)
     model_spec = ModelSpec.from_tensors(genesis)
@@ -44,9 +46,10 @@ def _in_process_task(ledger, ipfs_node, tmp_path, rounds: int, adversaries=None,
                                            3600, 3600, 3600, 2, 2, rounds))
     X, y, Xt, yt = spec_task.load_data(None)
     parts = partition(y, 4, "iid", 0)
-    return [Peer(f"org{i + 1}", ledger.client(i + 1), ipfs, task, tmp_path / f"org{i + 1}",
-                 spec_task.trainer((X[parts[i]], y[parts[i]]), (Xt, yt)), spec_task.default_config,
-                 seed=i, adversary=(adversaries or {}).get(i), fetch_timeout=5, gateways=gateways)
+    return [Peer(Organisation(name=f"org{i + 1}", work_dir=tmp_path / f"org{i + 1}"), ledger.client(i + 1), ipfs,
+                 task, spec_task.trainer((X[parts[i]], y[parts[i]]), (Xt, yt)), spec_task.default_config,
+                 storage=Ipfs(api_url=ipfs_node.api_url, gateways=gateways or {}), member_seed=i,
+                 behaviour=(adversaries or {}).get(i), fetch_timeout=5)
             for i in range(4)]
 
 
@@ -133,7 +136,7 @@ def test_lying_and_dead_gateways_cost_a_fallback_to_the_swarm_and_nothing_else(l
     import os
     import threading
 
-    from fedledger.node.ipfs_daemon import free_port
+    from fedledger.node.storage.daemon import free_port
 
     class Liar(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # any CID: 200 and bytes that are not it

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedledger.node.ipfs import (
+from fedledger.node.storage.ipfs import (
     GatewayClient,
     IntegrityError,
     IpfsClient,
@@ -24,8 +24,8 @@ from fedledger.node.ipfs import (
     StorageError,
     raw_cid,
 )
-from fedledger.node.ipfs_daemon import IpfsDaemon, free_port
-from fedledger.node.modelfile import ModelRejected, ModelSpec, read_model, write_model, write_model_file
+from fedledger.node.storage.daemon import IpfsDaemon, free_port
+from fedledger.node.storage.modelfile import ModelRejected, ModelSpec, read_model, write_model, write_model_file
 
 pytestmark = pytest.mark.ipfs
 
@@ -75,7 +75,7 @@ def test_dev_node_config_is_loopback_only(ipfs_node):
 
 def test_daemon_runs_with_tcp_nodelay_preloaded(ipfs_node):
     """Without it a cross-node block fetch waits on delayed ACKs (about 250 ms, see the file)."""
-    from fedledger.node.ipfs_daemon import TCP_NODELAY, _env_of
+    from fedledger.node.storage.daemon import TCP_NODELAY, _env_of
 
     assert f'--require "{TCP_NODELAY}"' in _env_of(ipfs_node.pid)["NODE_OPTIONS"]
     assert "setNoDelay(true)" in TCP_NODELAY.read_text()

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from fedledger.node.keys import DEV_SCRYPT_N, KeystoreError, create_keystore, keystore_address, load_account, read_password
+from fedledger.node.chain.keys import DEV_SCRYPT_N, KeystoreError, create_keystore, keystore_address, load_account, read_password
 
 
 def test_keystore_round_trip_gives_back_the_same_address(tmp_path):

@@ -17,7 +17,7 @@ import pytest
 import safetensors.numpy
 from safetensors import safe_open
 
-from fedledger.node.modelfile import (
+from fedledger.node.storage.modelfile import (
     FORMAT,
     ModelRejected,
     ModelSpec,
@@ -113,7 +113,7 @@ def test_same_tensors_give_same_bytes_whatever_the_dict_order(tensors):
 def test_same_tensors_give_same_sha256_in_fresh_processes(tensors):
     code = (
         "import hashlib, sys; sys.path.insert(0, %r); from tests.test_modelfile import make_tensors, META;"
-        "from fedledger.node.modelfile import write_model;"
+        "from fedledger.node.storage.modelfile import write_model;"
         "print(hashlib.sha256(write_model(make_tensors(), META)).hexdigest())"
     ) % str(Path(__file__).resolve().parent.parent)
     digests = set()

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from fedledger.node.chain import wait_until
-from fedledger.node.config import NodeConfig
-from fedledger.node.devnet import DEV_KEYS, anvil_binary
-from fedledger.node.ops import OrgIpfsDaemon
+from fedledger.node.procs import wait_until
+from fedledger.node.peer.config import NodeConfig
+from fedledger.node.chain.devnet import DEV_KEYS, anvil_binary
+from fedledger.node.storage.daemon import OrgIpfsDaemon
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -151,7 +151,7 @@ class Org:
         self.env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def argv(self, *args: str) -> list[str]:
-        return ["ip", "netns", "exec", self.ns, sys.executable, "-m", "fedledger.node.ops", *map(str, args)]
+        return ["ip", "netns", "exec", self.ns, sys.executable, "-m", "fedledger.node.cli", *map(str, args)]
 
     def run(self, *args: str, env: dict | None = None, timeout: float = 180) -> str:
         out = subprocess.run(self.argv(*args), cwd=self.home, env={**self.env, **(env or {})}, capture_output=True,
@@ -250,7 +250,7 @@ def test_three_organisations_on_separate_namespaces_federate_two_rounds(lab, tmp
     for org in orgs:
         fund = [] if org is org1 else ["--fund", "10"]
         org1.run("member", "add", addresses[org.name], "--name", org.name, *fund, *admin)
-    created = org1.json("task", "create", "--builtin", "digits-mlp", "--seed", "2", "--rounds", "2", "--verifiers",
+    created = org1.json("task", "create", "--workload", "digits-mlp", "--seed", "2", "--rounds", "2", "--verifiers",
                         "1", "--ipfs-repo", "ipfs", *admin)
     assert created["task"] == 0 and created["config"]["max_participants"] == 3
 
@@ -262,10 +262,11 @@ def test_three_organisations_on_separate_namespaces_federate_two_rounds(lab, tmp
         gateways = [] if org is org1 else [f"--gateway={addresses[o.name]}={gateway[o.name]}"
                                            for o in orgs if o is not org]
         org.run("init", org.name, "--dir", ".", "--ipfs-repo", "ipfs", "--password", "file:password", "--task", "0",
-                "--builtin", "digits-mlp", "--org-index", str(i), "--num-orgs", "3", *gateways)
+                "--workload", "digits-mlp", "--org-index", str(i), "--num-orgs", "3", *gateways)
         cfg = NodeConfig.load(org.home / "node.toml")
-        assert cfg.rpc_url == RPC_URL and cfg.ipfs_api == "http://127.0.0.1:5001"
-        for path in (cfg.keystore, cfg.deployment, cfg.work_dir, Path(cfg.password.removeprefix("file:"))):
+        assert cfg.chain.rpc_url == RPC_URL and cfg.ipfs.api_url == "http://127.0.0.1:5001"
+        for path in (cfg.keystore.path, cfg.chain.deployment, cfg.organisation.work_dir,
+                     Path(cfg.keystore.password.removeprefix("file:"))):
             assert path.resolve().is_relative_to(org.home.resolve()), f"{org.name} depends on {path}"
     nodes = []
     for org in orgs:

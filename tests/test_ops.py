@@ -17,18 +17,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from eth_account import Account
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
-from fedledger.node.config import NodeConfig
-from fedledger.node.deploy import Deployment, deploy
-from fedledger.node.devnet import DEV_KEYS, Devnet
-from fedledger.node.ipfs import IpfsClient
-from fedledger.node.keys import create_keystore, load_account
-from fedledger.node.modelfile import ModelSpec
-from fedledger.node.ops import EXIT_INPUT, EXIT_REFUSED, EXIT_UNREACHABLE, OrgIpfsDaemon, register
+from fedledger.node.peer.config import NodeConfig
+from fedledger.node.chain.deployment import Deployment, deploy
+from fedledger.node.chain.devnet import DEV_KEYS, Devnet
+from fedledger.node.storage.ipfs import IpfsClient
+from fedledger.node.chain.keys import create_keystore, load_account
+from fedledger.node.storage.modelfile import ModelSpec
+from fedledger.node.cli.app import app as fedledger_app
+from fedledger.node.errors import EXIT_INPUT, EXIT_REFUSED, EXIT_UNREACHABLE
+from fedledger.node.storage.daemon import OrgIpfsDaemon
 
 ROOT = Path(__file__).resolve().parent.parent
 PW_ENV = "FL_OPS_TEST_PASSWORD"
@@ -38,13 +39,11 @@ FAST = ["--scrypt-n", "1024"]  # throwaway test keys: a cheap KDF
 
 @pytest.fixture
 def cli():
-    """`fedledger` with the operator commands, on a fresh app, run in-process."""
-    app = typer.Typer()
-    register(app)
+    """The real `fedledger` app, run in-process."""
     runner = CliRunner()
 
     def run(*args, env=None):
-        return runner.invoke(app, [str(a) for a in args], env={PW_ENV: PASSWORD, **(env or {})})
+        return runner.invoke(fedledger_app, [str(a) for a in args], env={PW_ENV: PASSWORD, **(env or {})})
 
     return run
 
@@ -132,21 +131,22 @@ def test_init_writes_a_commented_config_that_loads_back_as_given(cli, tmp_path, 
                tx_hash="0x", solc_version="0.8.30", rpc_url="http://10.0.0.5:8545").save(tmp_path / "dep.json")
     result = cli("init", "org1", "--dir", "orgs/org1", "--deployment", "dep.json", "--ipfs-api",
                  "http://127.0.0.1:5101", "--password", "file:secrets/org1.pw", "--poa", "--task", "3",
-                 "--builtin", "breast-cancer", "--partition", "dirichlet:0.3", "--org-index", "2", "--num-orgs", "5",
+                 "--workload", "breast-cancer", "--partition", "dirichlet:0.3", "--org-index", "2", "--num-orgs", "5",
                  "--epochs", "2", "--json")
     assert result.exit_code == 0, result.output
     path = tmp_path / "orgs" / "org1" / "node.toml"
     text = path.read_text()
     assert text.count("#") > 20 and "never another organisation's" in text
     cfg = NodeConfig.load(path)
-    assert (cfg.name, cfg.rpc_url, cfg.chain_id, cfg.poa) == ("org1", "http://10.0.0.5:8545", 4242, True)
-    assert cfg.deployment.resolve() == (tmp_path / "dep.json").resolve()
-    assert cfg.keystore.resolve() == (tmp_path / "orgs" / "org1" / "keystore.json").resolve()
-    assert cfg.work_dir.resolve() == path.parent.resolve()
-    assert cfg.password == f"file:{pw.resolve()}"  # pinned down: `node run` may start elsewhere
-    assert (cfg.ipfs_api, cfg.task, cfg.builtin, cfg.partition) == ("http://127.0.0.1:5101", 3, "breast-cancer",
-                                                                      "dirichlet:0.3")
-    assert (cfg.org_index, cfg.num_orgs, cfg.training.epochs, cfg.training.lr) == (2, 5, 2, 0.01)
+    assert (cfg.name, cfg.chain.rpc_url, cfg.chain.chain_id, cfg.chain.poa) == ("org1", "http://10.0.0.5:8545", 4242,
+                                                                                 True)
+    assert cfg.chain.deployment.resolve() == (tmp_path / "dep.json").resolve()
+    assert cfg.keystore.path.resolve() == (tmp_path / "orgs" / "org1" / "keystore.json").resolve()
+    assert cfg.organisation.work_dir.resolve() == path.parent.resolve()
+    assert cfg.keystore.password == f"file:{pw.resolve()}"  # pinned down: `node run` may start elsewhere
+    assert (cfg.ipfs.api_url, cfg.task.id, cfg.workload.builtin, cfg.workload.partition) == (
+        "http://127.0.0.1:5101", 3, "breast-cancer", "dirichlet:0.3")
+    assert (cfg.workload.org_index, cfg.workload.num_orgs, cfg.training.epochs, cfg.training.lr) == (2, 5, 2, 0.01)
     assert PASSWORD not in text
     assert "no keystore" in result.stderr  # a warning, not a failure
 
@@ -154,19 +154,24 @@ def test_init_writes_a_commented_config_that_loads_back_as_given(cli, tmp_path, 
 def test_rendered_node_config_loads_back_every_field(tmp_path):
     from dataclasses import fields, replace
 
-    from fedledger.node.config import TrainingConfig
-    from fedledger.node.ops import render_node_config
+    from fedledger.node.peer.config import Chain, Ipfs, Keystore, Organisation, Task, WorkloadSettings
+    from fedledger.node.training.config import TrainingConfig
 
     training = TrainingConfig(**{f.name: (f.default + 1 if f.name in ("epochs", "batch_size", "seed") else
                                           f.default / 2 + 0.01) for f in fields(TrainingConfig)})
-    cfg = NodeConfig(name="org \"7\"", work_dir=tmp_path / "w", rpc_url="http://192.0.2.1:8545",
-                     deployment=tmp_path / "d.json", ipfs_api="http://127.0.0.1:5002", keystore=tmp_path / "k.json",
-                     password="env:PW", chain_id=99, poa=True, ws_url="ws://192.0.2.1:8546", task=4, builtin="breast-cancer", data="/data/x",
-                     partition="shards:2", org_index=1, num_orgs=3, partition_seed=5, poll_seconds=0.5,
-                     keep_others_updates=True, prefetch_max_mb=2.5, training=training,
-                     gateways={"0x" + "ab" * 20: "http://192.0.2.2:8080", "0x" + "CD" * 20: "https://gw.example:443"})
+    cfg = NodeConfig(
+        organisation=Organisation(name="org \"7\"", work_dir=tmp_path / "w", poll_seconds=0.5),
+        chain=Chain(rpc_url="http://192.0.2.1:8545", deployment=tmp_path / "d.json", chain_id=99, poa=True,
+                    ws_url="ws://192.0.2.1:8546"),
+        ipfs=Ipfs(api_url="http://127.0.0.1:5002", keep_others_updates=True, prefetch_max_mb=2.5,
+                  gateways={"0x" + "ab" * 20: "http://192.0.2.2:8080", "0x" + "CD" * 20: "https://gw.example:443"}),
+        keystore=Keystore(path=tmp_path / "k.json", password="env:PW"),
+        task=Task(id=4),
+        workload=WorkloadSettings(builtin="breast-cancer", data="/data/x", partition="shards:2", org_index=1,
+                                  num_orgs=3, partition_seed=5),
+        training=training)
     path = tmp_path / "node.toml"
-    path.write_text(render_node_config(cfg))
+    path.write_text(cfg.to_toml())
     assert NodeConfig.load(path) == cfg
     assert NodeConfig.load(path).training == replace(training)
 
@@ -177,10 +182,13 @@ def test_rendered_node_config_loads_back_every_field(tmp_path):
     ('"0x' + "ab" * 20 + '" = "http://192.0.2.2:8080/ipfs/x"', "is not a gateway URL"),
 ])
 def test_gateway_table_with_a_bad_address_or_url_is_refused_with_the_key_named(tmp_path, table, what):
-    from fedledger.node.config import ConfigError
+    from fedledger.node.peer.config import ConfigError
 
-    base = NodeConfig(name="org1", work_dir=tmp_path, rpc_url="http://127.0.0.1:8545", deployment=tmp_path / "d.json",
-                      ipfs_api="http://127.0.0.1:5001", keystore=tmp_path / "k.json").to_toml()
+    from fedledger.node.peer.config import Chain, Ipfs, Keystore, Organisation
+
+    base = NodeConfig(organisation=Organisation(name="org1", work_dir=tmp_path),
+                      chain=Chain(rpc_url="http://127.0.0.1:8545", deployment=tmp_path / "d.json"),
+                      ipfs=Ipfs(api_url="http://127.0.0.1:5001"), keystore=Keystore(path=tmp_path / "k.json")).to_toml()
     path = tmp_path / "node.toml"
     path.write_text(base.replace("[keystore]", "[ipfs.gateways]\n" + table + "\n\n[keystore]"))
     with pytest.raises(ConfigError, match=what):
@@ -192,7 +200,7 @@ def test_init_refuses_to_overwrite_and_refuses_bad_values(cli, tmp_path):
     assert cli("init", "org1", "--dir", base).exit_code == 0
     assert cli("init", "org1", "--dir", base).exit_code == EXIT_INPUT
     assert cli("init", "org1", "--dir", base, "--force").exit_code == 0
-    for bad in (["--builtin", "no-such-task"], ["--partition", "zipf"], ["--org-index", "3", "--num-orgs", "2"],
+    for bad in (["--workload", "no-such-workload"], ["--partition", "zipf"], ["--org-index", "3", "--num-orgs", "2"],
                 ["--password", "s3cret-in-clear"], ["--rpc", "localhost:8545"]):
         result = cli("init", "org9", "--dir", tmp_path / "org9", *bad)
         assert result.exit_code == EXIT_INPUT, (bad, result.output)
@@ -288,7 +296,7 @@ def test_an_unreachable_chain_node_gives_exit_3(cli, chain):
 
 @pytest.mark.chain
 def test_task_create_with_an_unreachable_ipfs_node_gives_exit_3_and_creates_nothing(cli, chain, tmp_path):
-    result = cli("task", "create", "--builtin", "digits-mlp", "--ipfs-api", closed_port_url(), "--out",
+    result = cli("task", "create", "--workload", "digits-mlp", "--ipfs-api", closed_port_url(), "--out",
                  tmp_path / "tasks", *chain.admin_args(), "--json")
     assert result.exit_code == EXIT_UNREACHABLE, result.output
     assert chain.client().task_count() == 0 and not (tmp_path / "tasks").exists()
@@ -305,12 +313,12 @@ def test_task_create_refuses_genesis_files_members_could_not_train(cli, tmp_path
     for name, tensors in cases.items():
         path = tmp_path / f"{name}.safetensors"
         save_file(tensors, str(path))
-        result = cli("task", "create", "--builtin", "digits-mlp", "--genesis", path, "--deployment",
+        result = cli("task", "create", "--workload", "digits-mlp", "--genesis", path, "--deployment",
                      tmp_path / "none.json", "--json")
         assert result.exit_code == EXIT_INPUT, (name, result.output)
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
     assert cli("task", "create", "--genesis", tmp_path / "junk.safetensors").exit_code == EXIT_INPUT
-    assert cli("task", "create").exit_code == EXIT_INPUT  # neither --builtin nor --genesis
+    assert cli("task", "create").exit_code == EXIT_INPUT  # neither --workload nor --genesis
 
 
 @pytest.mark.chain
@@ -325,10 +333,10 @@ def test_task_create_from_a_genesis_file_publishes_its_bytes_and_spec_and_opens_
     for member in (DEV_KEYS[1], DEV_KEYS[2]):  # two members: the participant defaults count them
         assert cli("member", "add", Account.from_key(member).address, "--name", member[-4:],
                    *chain.admin_args()).exit_code == 0
-    unknown_rule = cli("task", "create", "--builtin", "digits-mlp", "--genesis", user_file, "--rule", "mean-ish",
+    unknown_rule = cli("task", "create", "--workload", "digits-mlp", "--genesis", user_file, "--rule", "mean-ish",
                        "--ipfs-api", ipfs_node.api_url, "--out", tmp_path / "t0", *chain.admin_args())
     assert unknown_rule.exit_code == EXIT_INPUT
-    result = cli("task", "create", "--builtin", "digits-mlp", "--genesis", user_file, "--rule", "trimmed_mean",
+    result = cli("task", "create", "--workload", "digits-mlp", "--genesis", user_file, "--rule", "trimmed_mean",
                  "--rule-params", '{"beta": 0.2}', "--rounds", "3", "--verifiers", "1", "--ipfs-api",
                  ipfs_node.api_url, "--out", tmp_path / "tasks", *chain.admin_args(), "--json")
     assert result.exit_code == 0, result.output
@@ -340,7 +348,7 @@ def test_task_create_from_a_genesis_file_publishes_its_bytes_and_spec_and_opens_
         assert ipfs.cat(cfg.genesis_cid) == genesis_file.read_bytes()
         assert ipfs.cat(cfg.model_spec_cid) == ModelSpec.from_tensors(tensors).to_json()
         assert ipfs.is_pinned(cfg.genesis_cid) and ipfs.is_pinned(cfg.model_spec_cid)
-    from fedledger.node.modelfile import read_model
+    from fedledger.node.storage.modelfile import read_model
 
     loaded, meta = read_model(genesis_file, cfg.genesis_sha256, ModelSpec.from_tensors(tensors))
     assert all(np.array_equal(loaded[k], tensors[k]) for k in tensors) and meta["kind"] == "genesis"
@@ -357,7 +365,7 @@ def test_task_create_from_a_genesis_file_publishes_its_bytes_and_spec_and_opens_
 @pytest.mark.chain
 @pytest.mark.ipfs
 def test_task_create_by_a_non_admin_is_refused_with_NotAdmin(cli, chain, ipfs_node, tmp_path):
-    result = cli("task", "create", "--builtin", "digits-mlp", "--ipfs-api", ipfs_node.api_url, "--out",
+    result = cli("task", "create", "--workload", "digits-mlp", "--ipfs-api", ipfs_node.api_url, "--out",
                  tmp_path / "tasks", "--deployment", chain.deployment, "--keystore", chain.outsider_ks,
                  "--password", f"env:{PW_ENV}", "--json")
     assert result.exit_code == EXIT_REFUSED and as_json(result)["error"] == "NotAdmin"
@@ -412,9 +420,7 @@ def test_every_fedledger_command_in_the_docs_parses_with_the_real_cli(doc):
     from typer import _click
     from typer.main import get_command
 
-    from fedledger.node.ops import _full_app
-
-    root = get_command(_full_app())
+    root = get_command(fedledger_app)
     commands = guide_commands(ROOT / doc)
     assert len(commands) >= 5
     for line in commands:
@@ -450,8 +456,8 @@ def test_consortium_guide_takes_two_organisations_to_a_completed_task(tmp_path, 
     _require_jsipfs()
     shim = tmp_path / "bin"
     shim.mkdir()
-    # `fedledger` on PATH, with the operator commands whether or not cli.py registers them yet.
-    (shim / "fedledger").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m fedledger.node.ops "$@"\n')
+    # `fedledger` on PATH: the console entry point of this checkout's venv.
+    (shim / "fedledger").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m fedledger.node.cli "$@"\n')
     (shim / "fedledger").chmod(0o755)
     run_dir = tmp_path / "consortium"
     env = {**os.environ, "PATH": f"{shim}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -501,18 +507,19 @@ def test_consortium_guide_takes_two_organisations_to_a_completed_task(tmp_path, 
     for org in ("org1", "org2"):
         cfg = NodeConfig.load(run_dir / org / "node.toml")
         own = (run_dir / org).resolve()
-        assert cfg.keystore.resolve().parent == own and cfg.work_dir.resolve() == own
-        assert Path(cfg.password.removeprefix("file:")).parent == own
+        assert cfg.keystore.path.resolve().parent == own and cfg.organisation.work_dir.resolve() == own
+        assert Path(cfg.keystore.password.removeprefix("file:")).parent == own
         assert stat.S_IMODE((run_dir / org / "password").stat().st_mode) == 0o600
-        assert cfg.ipfs_api == OrgIpfsDaemon(run_dir / org / "ipfs").api_url
+        assert cfg.ipfs.api_url == OrgIpfsDaemon(run_dir / org / "ipfs").api_url
         log = (run_dir / org / "node.log").read_text()
         assert "joins task 0" in log and "task 0 completed" in log
         assert (run_dir / org / "password").read_text().strip() not in out + log
-    assert NodeConfig.load(run_dir / "org1" / "node.toml").ipfs_api != NodeConfig.load(run_dir / "org2" / "node.toml").ipfs_api
+    assert (NodeConfig.load(run_dir / "org1" / "node.toml").ipfs.api_url
+            != NodeConfig.load(run_dir / "org2" / "node.toml").ipfs.api_url)
 
 
 def load_addr(path: Path) -> str:
-    from fedledger.node.keys import keystore_address
+    from fedledger.node.chain.keys import keystore_address
 
     return keystore_address(path)
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from fedledger.node.partition import label_counts, parse_scheme, partition
+from fedledger.node.training.partition import label_counts, parse_scheme, partition
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -3,11 +3,11 @@
 import pytest
 from eth_account import Account
 
-from fedledger.node.chain import ContractRevert
-from fedledger.node.config import NodeConfig
-from fedledger.node.deploy import Deployment, DeploymentError
-from fedledger.node.keys import DEV_SCRYPT_N, create_keystore
-from fedledger.node.runtime import build_peer
+from fedledger.node.errors import ContractRevert
+from fedledger.node.peer.config import Chain, Ipfs, Keystore, NodeConfig, Organisation
+from fedledger.node.chain.deployment import Deployment, DeploymentError
+from fedledger.node.chain.keys import DEV_SCRYPT_N, create_keystore
+from fedledger.node.peer.build import build_peer
 
 pytestmark = pytest.mark.chain
 
@@ -28,9 +28,10 @@ def test_a_node_whose_key_is_not_a_member_refuses_to_start_and_names_the_fix(led
     deployment_of(ledger).save(dep_path)
     monkeypatch.setenv("ORG_PW", "pw")
     address = create_keystore(tmp_path / "key.json", "pw", scrypt_n=DEV_SCRYPT_N)
-    cfg = NodeConfig(name="orgX", work_dir=tmp_path / "work", rpc_url=ledger.rpc_url, deployment=dep_path,
-                     ipfs_api="http://127.0.0.1:9", keystore=tmp_path / "key.json", password="env:ORG_PW")
-    with pytest.raises(ValueError, match=rf"\({address}\) is not a member.*fedledger member add {address} orgX"):
+    cfg = NodeConfig(organisation=Organisation(name="orgX", work_dir=tmp_path / "work"),
+                     chain=Chain(rpc_url=ledger.rpc_url, deployment=dep_path), ipfs=Ipfs(api_url="http://127.0.0.1:9"),
+                     keystore=Keystore(path=tmp_path / "key.json", password="env:ORG_PW"))
+    with pytest.raises(ValueError, match=rf"\({address}\) is not a member.*fedledger member add {address} --name orgX"):
         build_peer(cfg)
 
 

@@ -11,29 +11,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedledger.node.tasks import (
+from fedledger.node.training.workloads import (
     CIFAR_RECORD,
     CIFAR_TEST_FILE,
     CIFAR_TRAIN_FILES,
-    TASKS,
-    TaskDataError,
+    WORKLOADS,
     centralized_baseline,
-    get_task,
+    get_workload,
     load_cifar10_data,
 )
-from fedledger.node.trainer import (
+from fedledger.node.training.trainer import (
     FISHER_PREFIX,
     FISHER_X_THETA_PREFIX,
-    FitConfig,
     TorchTrainer,
     add_fedcurv_zeros,
     diagonal_fisher,
     fedcurv_tensor_names,
     split_fedcurv,
-    sum_fedcurv_terms,
 )
+from fedledger.aggregation.fedcurv import sum_fedcurv_terms
+from fedledger.node.errors import WorkloadDataError
+from fedledger.node.training.config import TrainingConfig
 
-DIGITS = get_task("digits-mlp")
+DIGITS = get_workload("digits-mlp")
 PARAMS = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
 
 
@@ -65,7 +65,7 @@ def distance(a: dict, b: dict, names=PARAMS) -> float:
 def test_training_from_genesis_lifts_digits_accuracy_above_80_percent_in_3_epochs(trainer):
     genesis = DIGITS.genesis_weights(0)
     before = trainer.evaluate(genesis)
-    result = trainer.fit(genesis, DIGITS.default_config.replace(local_epochs=3))
+    result = trainer.fit(genesis, DIGITS.default_config.replace(epochs=3))
     after = trainer.evaluate(result.weights)
     assert before.accuracy < 0.3
     assert after.accuracy > 0.8
@@ -77,7 +77,7 @@ def test_training_from_genesis_lifts_digits_accuracy_above_80_percent_in_3_epoch
 
 def test_fit_is_bit_identical_for_the_same_seed_and_differs_for_another(digits):
     X_train, y_train, _, _ = digits
-    cfg = DIGITS.default_config.replace(seed=7, local_epochs=2)
+    cfg = DIGITS.default_config.replace(seed=7, epochs=2)
     genesis = DIGITS.genesis_weights(1)
     # Two independent trainers, with the global RNG disturbed between them.
     a = DIGITS.trainer((X_train, y_train)).fit(genesis, cfg).weights
@@ -156,7 +156,7 @@ def test_trainer_runs_with_its_thread_count_and_restores_the_callers(digits):
     torch.set_num_threads(2)
     try:
         t = TorchTrainer(Spy, (X_train[:64], y_train[:64]), num_threads=1)
-        t.fit(t.get_weights(), FitConfig())
+        t.fit(t.get_weights(), TrainingConfig())
         assert seen and set(seen) == {1}
         assert torch.get_num_threads() == 2
     finally:
@@ -165,12 +165,13 @@ def test_trainer_runs_with_its_thread_count_and_restores_the_callers(digits):
 
 def test_fit_config_rejects_out_of_range_values_and_unknown_fields():
     for bad in ({"lr": 0}, {"lr": float("nan")}, {"momentum": 1.0}, {"batch_size": 0}, {"batch_size": 2.5},
-                {"local_epochs": 0}, {"seed": -1}, {"mu": -0.1}, {"fedcurv_lambda": float("inf")}):
+                {"epochs": 0}, {"seed": -1}, {"mu": -0.1}, {"fedcurv_lambda": float("inf")}, {"lr_decay": 0.0},
+                {"lr_decay": 1.5}):
         with pytest.raises(ValueError, match=next(iter(bad))):
-            FitConfig(**bad)
-    with pytest.raises(ValueError, match="unknown FitConfig field"):
-        FitConfig.from_dict({"lr": 0.1, "learning_rate": 0.1})
-    assert FitConfig.from_dict(FitConfig(mu=0.5).to_dict()) == FitConfig(mu=0.5)
+            TrainingConfig(**bad)
+    with pytest.raises(ValueError, match="unknown training setting"):
+        TrainingConfig.from_dict({"lr": 0.1, "learning_rate": 0.1})
+    assert TrainingConfig.from_dict(TrainingConfig(mu=0.5).to_dict()) == TrainingConfig(mu=0.5)
 
 
 # ------------------------------------------------------------------ FedProx
@@ -178,7 +179,7 @@ def test_fit_config_rejects_out_of_range_values_and_unknown_fields():
 
 def test_fedprox_with_large_mu_keeps_the_update_closer_to_the_global_model(small_trainer):
     genesis = DIGITS.genesis_weights(0)
-    cfg = DIGITS.default_config.replace(local_epochs=3, seed=1)
+    cfg = DIGITS.default_config.replace(epochs=3, seed=1)
     plain = small_trainer.fit(genesis, cfg)
     prox = small_trainer.fit(genesis, cfg.replace(mu=5.0))
     assert distance(prox.weights, genesis) < 0.5 * distance(plain.weights, genesis)
@@ -227,14 +228,14 @@ def test_fedcurv_penalty_pulls_the_update_towards_the_other_members_models(small
     for p in PARAMS:
         others[FISHER_PREFIX + p] = np.ones_like(anchor[p])
         others[FISHER_X_THETA_PREFIX + p] = anchor[p].copy()
-    cfg = DIGITS.default_config.replace(local_epochs=2, seed=2)
+    cfg = DIGITS.default_config.replace(epochs=2, seed=2)
     plain = small_trainer.fit({**genesis, **others}, cfg).weights
     curved = small_trainer.fit({**genesis, **others}, cfg.replace(fedcurv_lambda=1.0)).weights
     assert distance(curved, anchor) < 0.5 * distance(plain, anchor)
 
 
 def test_fedcurv_penalty_excludes_the_members_own_terms(small_trainer):
-    cfg = DIGITS.default_config.replace(fedcurv_lambda=1.0, local_epochs=2, seed=4)
+    cfg = DIGITS.default_config.replace(fedcurv_lambda=1.0, epochs=2, seed=4)
     first = small_trainer.fit(add_fedcurv_zeros(DIGITS.genesis_weights(0)), cfg).weights
     # A federation of one: the global sums are this member's own terms, so no one else is there
     # to pull towards and the fit equals a fit without FedCurv, bit for bit.
@@ -290,10 +291,10 @@ def test_split_fedcurv_separates_model_and_terms_and_rejects_malformed_terms():
 # ------------------------------------------------------------------ tasks
 
 
-def test_registry_lists_the_built_in_tasks_and_unknown_names_say_which_exist():
-    assert set(TASKS) == {"digits-mlp", "breast-cancer", "cifar10-cnn"}
-    with pytest.raises(ValueError, match="breast-cancer, cifar10-cnn, digits-mlp"):
-        get_task("mnist")
+def test_registry_lists_the_built_in_workloads_and_unknown_names_say_which_exist():
+    assert set(WORKLOADS) == {"digits-mlp", "breast-cancer", "cifar10-cnn"}
+    with pytest.raises(ValueError, match="digits-mlp, breast-cancer, cifar10-cnn"):
+        get_workload("mnist")
 
 
 def test_genesis_weights_depend_only_on_the_seed():
@@ -320,7 +321,7 @@ def test_breast_cancer_is_standardized_with_training_statistics_only():
     from sklearn.datasets import load_breast_cancer
     from sklearn.model_selection import train_test_split
 
-    X_train, y_train, X_test, y_test = get_task("breast-cancer").load_data(None)
+    X_train, y_train, X_test, y_test = get_workload("breast-cancer").load_data(None)
     X, y = load_breast_cancer(return_X_y=True)
     raw_train, raw_test, _, raw_y_test = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
     assert np.array_equal(raw_y_test, y_test)
@@ -333,8 +334,8 @@ def test_breast_cancer_is_standardized_with_training_statistics_only():
 
 
 def test_sklearn_tasks_refuse_a_data_path_they_would_ignore(tmp_path):
-    with pytest.raises(TaskDataError, match="bundled with scikit-learn"):
-        get_task("breast-cancer").load_data(str(tmp_path))
+    with pytest.raises(WorkloadDataError, match="bundled with scikit-learn"):
+        get_workload("breast-cancer").load_data(str(tmp_path))
 
 
 def test_centralized_baseline_trains_the_pooled_data_to_a_useful_accuracy():
@@ -387,7 +388,7 @@ def test_cifar_reader_accepts_the_binary_tarball(tmp_path):
 
 def test_cifar_cnn_trains_on_the_decoded_bytes(tmp_path):
     fake_cifar(tmp_path, records_per_file=8)
-    task = get_task("cifar10-cnn")
+    task = get_workload("cifar10-cnn")
     X_train, y_train, X_test, y_test = task.load_data(str(tmp_path))
     trainer = task.trainer((X_train, y_train), (X_test, y_test))
     genesis = task.genesis_weights(0)
@@ -404,7 +405,7 @@ def test_truncated_cifar_file_is_a_clear_error_naming_the_file_and_record_size(t
     fake_cifar(tmp_path)
     path = tmp_path / "data_batch_3.bin"
     path.write_bytes(path.read_bytes()[:-5])
-    with pytest.raises(TaskDataError, match=r"data_batch_3\.bin is 9214 bytes, not a positive multiple of the 3073-byte"):
+    with pytest.raises(WorkloadDataError, match=r"data_batch_3\.bin is 9214 bytes, not a positive multiple of the 3073-byte"):
         load_cifar10_data(str(tmp_path))
 
 
@@ -413,7 +414,7 @@ def test_cifar_file_with_an_out_of_range_label_is_refused(tmp_path):
     rec = written[CIFAR_TEST_FILE].copy()
     rec[1, 0] = 42
     (tmp_path / CIFAR_TEST_FILE).write_bytes(rec.tobytes())
-    with pytest.raises(TaskDataError, match="record 1 has label 42"):
+    with pytest.raises(WorkloadDataError, match="record 1 has label 42"):
         load_cifar10_data(str(tmp_path))
 
 
@@ -423,31 +424,28 @@ def test_cifar_python_pickle_version_is_refused(tmp_path):
     for name in ("data_batch_1", "test_batch", "batches.meta"):
         (py / name).write_bytes(b"\x80\x04not really a pickle")
     for where in (py, tmp_path):
-        with pytest.raises(TaskDataError, match="pickle"):
+        with pytest.raises(WorkloadDataError, match="pickle"):
             load_cifar10_data(str(where))
 
 
 def test_missing_cifar_data_is_a_clear_error(tmp_path):
-    with pytest.raises(TaskDataError, match="needs a data path"):
+    with pytest.raises(WorkloadDataError, match="needs a data path"):
         load_cifar10_data(None)
-    with pytest.raises(TaskDataError, match="does not exist"):
+    with pytest.raises(WorkloadDataError, match="does not exist"):
         load_cifar10_data(str(tmp_path / "nowhere"))
     fake_cifar(tmp_path)
     (tmp_path / "data_batch_4.bin").unlink()
-    with pytest.raises(TaskDataError, match=r"lacks the CIFAR-10 binary file\(s\) \['data_batch_4.bin'\]"):
+    with pytest.raises(WorkloadDataError, match=r"lacks the CIFAR-10 binary file\(s\) \['data_batch_4.bin'\]"):
         load_cifar10_data(str(tmp_path))
 
 
 def test_round_config_decays_the_learning_rate_and_varies_the_seed_per_round():
-    from fedledger.node.config import TrainingConfig
-    from fedledger.node.peer import round_fit_config
-
-    base = FitConfig(lr=0.1, local_epochs=5, seed=0)
-    r1, r3 = round_fit_config(base, 7, 1, 0.9), round_fit_config(base, 7, 3, 0.9)
+    base = TrainingConfig(lr=0.1, epochs=5, seed=0, lr_decay=0.9)
+    r1, r3 = base.for_round(7, 1), base.for_round(7, 3)
     assert r1.lr == pytest.approx(0.1) and r3.lr == pytest.approx(0.1 * 0.81)
-    assert r1.seed != r3.seed and round_fit_config(base, 8, 3, 0.9).seed != r3.seed
-    assert round_fit_config(base, 7, 3).lr == 0.1  # no decay: constant
-    assert (r3.local_epochs, base.lr) == (5, 0.1)  # the rest kept, the caller's config untouched
+    assert r1.seed != r3.seed and base.for_round(8, 3).seed != r3.seed
+    assert base.replace(lr_decay=1.0).for_round(7, 3).lr == 0.1  # no decay: constant
+    assert (r3.epochs, base.lr) == (5, 0.1)  # the rest kept, the caller's config untouched
     for bad in (0.0, 1.5, -0.1):
-        with pytest.raises(ValueError, match="lr_decay must be in"):
+        with pytest.raises(ValueError, match="lr_decay must be"):
             TrainingConfig(lr_decay=bad)

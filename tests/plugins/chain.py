@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from eth_account import Account
 
-from fedledger.node.chain import ChainClient
-from fedledger.node.devnet import DEV_KEYS, AnvilNode
+from fedledger.node.chain.client import ChainClient
+from fedledger.node.chain.devnet import DEV_KEYS, AnvilNode
 
 
 class Ledger:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from fedledger.node.ipfs import IpfsClient
-from fedledger.node.ipfs_daemon import IpfsDaemon, IpfsDaemonError, connect_all, jsipfs_cli, node_binary
+from fedledger.node.storage.ipfs import IpfsClient
+from fedledger.node.storage.daemon import IpfsDaemon, IpfsDaemonError, connect_all, jsipfs_cli, node_binary
 
 
 def _require_jsipfs() -> None:

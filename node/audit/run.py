@@ -1,0 +1,239 @@
+"""Running an audit: `audit_run(run_dir)` restarts a finished run's chain and IPFS repos from
+scratch copies; `audit_live(rpc, contract, ipfs)` reads a live federation; both go through
+`run_audit`: events (replay), blobs (blobs), checks and recomputation (verify), the result (model).
+The audit is a pure reader: it sends no transaction, and the record it audits stays byte for byte
+as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import defaults
+from ..chain.client import ChainClient
+from ..chain.deployment import Deployment
+from ..chain.devnet import CHAIN_ID, AnvilNode
+from ..errors import AuditError, ChainError, DeploymentError, DevnetError, StorageError
+from .blobs import BlobSource, Fetcher, LiveIpfs, RunIpfs
+from .model import AuditResult, TaskAudit
+from .render import ancestry
+from .replay import rebuild_lineage
+from .verify import check_against_state, load_spec, verify_genesis, verify_round
+
+#: The model spec's size cap: fetched before any model, it bounds every model download after it.
+SPEC_MAX_BYTES = 1 << 20
+
+
+def _resolve_model(tasks: list[TaskAudit], ref: str, members: dict[str, str]) -> dict:
+    """Find a model (global, genesis or update) by sha256 (or a unique prefix of 8+ hex digits) or CID."""
+    ref_l = ref.lower().removeprefix("0x")
+    hits: list[dict] = []
+
+    def match(cid: str | None, sha: str | None) -> bool:
+        if cid and ref == cid:
+            return True
+        return bool(sha) and len(ref_l) >= 8 and sha.startswith(ref_l)
+
+    for t in tasks:
+        if match(t.genesis_cid, t.genesis_sha256):
+            hits.append({"kind": "genesis", "task": t.task, "round": 0, "cid": t.genesis_cid, "sha256": t.genesis_sha256})
+        for r in t.rounds:
+            if r.finalized and match(r.global_cid, r.global_sha256):
+                hits.append({"kind": "global", "task": t.task, "round": r.round, "cid": r.global_cid,
+                             "sha256": r.global_sha256})
+            for u in r.updates:
+                if match(u.cid, u.sha256):
+                    hits.append({"kind": "update", "task": t.task, "round": r.round,
+                                 "cid": u.cid, "sha256": u.sha256, "member": u.member,
+                                 "name": members.get(u.member, u.member[:10])})
+    if not hits:
+        raise AuditError(f"no model with sha256 or CID {ref!r} in the lineage of "
+                         f"{'any task' if len(tasks) != 1 else f'task {tasks[0].task}'}")
+    if len({h["sha256"] for h in hits}) > 1:
+        raise AuditError(f"{ref!r} is ambiguous: it matches " + ", ".join(h["sha256"][:16] for h in hits)
+                         + "; give more digits or the CID")
+    hit = hits[0]
+    if len(hits) > 1:
+        hit["also"] = [{k: h[k] for k in ("kind", "task", "round")} for h in hits[1:]]
+    return hit
+
+
+def run_audit(chain: ChainClient, source: BlobSource, *, from_block: int = 0, task: int | None = None,
+              model: str | None = None, fetch_timeout: float = defaults.FETCH_TIMEOUT,
+              scratch: Path | None = None, say: Callable[[str], None] | None = None,
+              timing: dict[str, float] | None = None) -> AuditResult:
+    """Audit the lineage of `task` (default: every task) on `chain`, fetching blobs from `source`.
+    With `model`, only that model's task up to its round is audited (its ancestry)."""
+    say = say or (lambda _line: None)
+    timing = dict(timing or {})
+    own_scratch = scratch is None
+    scratch = Path(tempfile.mkdtemp(prefix="fedledger-audit-")) if own_scratch else Path(scratch)
+    try:
+        t0 = time.perf_counter()
+        # One block fixes what is audited: a live federation may move on while the audit runs.
+        head = chain.block_number()
+        events = chain.events(from_block=from_block, to_block=head)
+        hashes: dict[int, str] = {}
+
+        def blockhash(n: int) -> str:
+            if n not in hashes:
+                hashes[n] = chain.block_hash(n)
+            return hashes[n]
+
+        tasks, members = rebuild_lineage(events, task, blockhash)
+        if task is not None and not tasks:
+            raise AuditError(f"no task {task} on FedLedger {chain.address} (from block {from_block}): "
+                             f"see `fedledger status` for the tasks there are")
+        for t in tasks:
+            check_against_state(chain, t, head)
+        subject = None
+        if model is not None:
+            subject = _resolve_model(tasks, model, members)
+            tasks = [t for t in tasks if t.task == subject["task"]]
+            tasks[0].rounds = [r for r in tasks[0].rounds if r.round <= subject["round"]]
+            if subject["kind"] == "genesis":
+                tasks[0].rounds = []
+        timing["events"] = time.perf_counter() - t0
+        say(f"{len(events)} events: {len(tasks)} task{'s' if len(tasks) != 1 else ''}, "
+            f"{sum(len(t.rounds) for t in tasks)} rounds, {len(members)} members")
+
+        t1 = time.perf_counter()
+        fetcher = Fetcher(source, scratch, fetch_timeout, say)
+        for t in tasks:
+            fetcher.want(t.model_spec_cid, None)
+            fetcher.want(t.genesis_cid, t.genesis_sha256)
+            for r in t.finalized_rounds:
+                for u in r.updates:
+                    fetcher.want(u.cid, u.sha256)
+                fetcher.want(r.global_cid, r.global_sha256)
+        source.prepare(sorted({b.cid for b in fetcher.blobs.values()}), say)
+        if isinstance(source, RunIpfs):
+            timing["start_ipfs"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        say(f"fetching {len(fetcher.blobs)} blobs")
+        # The model spec first: its size cap bounds every model download after it.
+        fetcher.run(lambda b: SPEC_MAX_BYTES, only=lambda b: b.sha256 is None)
+        cap: dict[tuple[str, str | None], int | None] = {}
+        for t in tasks:
+            load_spec(t, fetcher)
+            limit = t.spec.max_bytes if t.spec is not None else None
+            keys = ([(t.genesis_cid, t.genesis_sha256)]
+                    + [(u.cid, u.sha256) for r in t.finalized_rounds for u in r.updates]
+                    + [(r.global_cid, r.global_sha256) for r in t.finalized_rounds])
+            for k in keys:
+                prev = cap.get(k, 0)
+                cap[k] = None if prev is None or limit is None else max(prev, limit)
+        fetcher.run(lambda b: cap.get((b.cid, b.sha256)))
+        timing["fetch"] = time.perf_counter() - t2
+
+        t3 = time.perf_counter()
+        for t in tasks:
+            verify_genesis(t, fetcher)
+            for r in t.rounds:
+                verify_round(t, r, fetcher, scratch)
+        timing["verify"] = time.perf_counter() - t3
+        result = AuditResult(tasks, members, {"rpc_url": chain.rpc_url, "chain_id": chain.chain_id,
+                                              "contract": chain.address, "from_block": from_block},
+                             {k: round(v, 3) for k, v in timing.items()},
+                             {"count": len(fetcher.blobs), "bytes": fetcher.fetched_bytes}, subject)
+        if subject is not None:
+            result.model = ancestry(result, subject)
+        return result
+    finally:
+        if own_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def audit_live(rpc_url: str | None, contract: str | os.PathLike[str] | None, ipfs_url: str, task: int | None = None,
+               *, deployment: str | os.PathLike[str] | None = None, from_block: int | None = None, poa: bool = False,
+               model: str | None = None, fetch_timeout: float = defaults.FETCH_TIMEOUT,
+               say: Callable[[str], None] | None = None) -> AuditResult:
+    """Audit a live federation: `contract` is the FedLedger address, or a deployment file (also
+    accepted as `deployment=`; it gives the chain id, the first block and, if recorded, the RPC URL)."""
+    t0 = time.perf_counter()
+    if contract is not None and not str(contract).startswith("0x"):
+        deployment, contract = contract, None
+    try:
+        if deployment is not None:
+            dep = Deployment.load(Path(deployment))
+            chain = dep.client(rpc_url=rpc_url, poa=poa)
+            start = dep.block if from_block is None else from_block
+        else:
+            if not rpc_url or not contract:
+                raise AuditError("give --rpc and --contract, or --deployment FILE")
+            chain = ChainClient(rpc_url, str(contract), poa=poa)
+            start = from_block or 0
+        if not chain.has_code():
+            raise AuditError(f"no contract at {chain.address} on {chain.rpc_url}: check --contract / --deployment")
+    except (DeploymentError, ChainError, ValueError) as exc:
+        raise AuditError(str(exc)) from exc
+    source = LiveIpfs(ipfs_url)
+    try:
+        result = run_audit(chain, source, from_block=start, task=task, model=model, fetch_timeout=fetch_timeout,
+                           say=say, timing={"start_chain": time.perf_counter() - t0})
+    finally:
+        source.close()
+    result.source.update(kind="live", ipfs_url=ipfs_url)
+    result.timing["total"] = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def audit_run(run_dir: str | os.PathLike[str], task: int | None = None, *, model: str | None = None,
+              fetch_timeout: float = defaults.FETCH_TIMEOUT, scratch: str | os.PathLike[str] | None = None,
+              say: Callable[[str], None] | None = None) -> AuditResult:
+    """Audit a finished run directory: restart its chain (Anvil from OUT/chain/state.json, with the
+    recorded chain id, on a fresh port) and the IPFS repos that hold its blobs, audit, stop them.
+    Everything runs on scratch copies, so the run directory is left exactly as it was."""
+    say = say or (lambda _line: None)
+    run = Path(run_dir).resolve()
+    state = run / "chain" / "state.json"
+    if not state.exists():
+        raise AuditError(f"{state} not found: --run takes the directory of a finished `fedledger sim` run")
+    if not (run / "deployment.json").exists():
+        raise AuditError(f"{run / 'deployment.json'} not found: --run takes the directory of a `fedledger sim` run")
+    chain_id = CHAIN_ID
+    try:
+        recorded = json.loads((run / "devnet.json").read_text()).get("anvil") or {}
+        chain_id = int(recorded.get("chain_id", chain_id))
+    except (OSError, ValueError):
+        pass
+    t0 = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="fedledger-audit-", dir=scratch))
+    anvil = None
+    source = None
+    try:
+        (work / "chain").mkdir()
+        shutil.copy2(state, work / "chain" / "state.json")
+        anvil = AnvilNode(run_dir=work, chain_id=chain_id)
+        say(f"restarting the chain of {run} (Anvil, chain id {chain_id}, from a copy of its state)")
+        anvil.start()
+        try:
+            dep = Deployment.load(run / "deployment.json")
+            chain = dep.client(rpc_url=anvil.rpc_url)
+        except (DeploymentError, ChainError) as exc:
+            raise AuditError(str(exc)) from exc
+        source = RunIpfs(run, work)
+        timing = {"start_chain": time.perf_counter() - t0}
+        result = run_audit(chain, source, from_block=dep.block, task=task, model=model, fetch_timeout=fetch_timeout,
+                           scratch=work, say=say, timing=timing)
+        result.source.update(kind="run", run_dir=str(run), rpc_url=None, ipfs_repos=sorted(source.repos),
+                             ipfs_nodes_started=len(source.daemons))
+    except (DevnetError, StorageError) as exc:  # StorageError: an IPFS repo of the run would not start
+        raise AuditError(f"could not restart the run's devnet: {exc}") from exc
+    finally:
+        t_stop = time.perf_counter()
+        if source is not None:
+            source.close()
+        if anvil is not None:
+            anvil.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    result.timing["stop"] = round(time.perf_counter() - t_stop, 3)
+    result.timing["total"] = round(time.perf_counter() - t0, 3)
+    return result

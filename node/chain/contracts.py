@@ -1,0 +1,150 @@
+"""Compiling contracts/ with the pinned solc, and the build artifact the node deploys and calls.
+
+The artifact (ABI + bytecode) ships inside the package (`node/chain/artifacts/FedLedger.json`) so a
+member can run a node without Node.js. In a checkout, `build_artifact()` recompiles through
+py-solc-x and the npm `solc` package (the only offline compiler on these machines) and the
+test suite checks that the shipped artifact matches a fresh compile byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import FedledgerError
+
+SOLC_VERSION = "0.8.30"
+EVM_VERSION = "cancun"
+MAIN_CONTRACT = "FedLedger"
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+ARTIFACT_PATH = PACKAGE_DIR / "artifacts" / f"{MAIN_CONTRACT}.json"
+
+
+def repo_root() -> Path | None:
+    """The checkout this package runs from, when it runs from one (editable install)."""
+    root = PACKAGE_DIR.parent.parent
+    return root if (root / "contracts" / f"{MAIN_CONTRACT}.sol").exists() else None
+
+
+class CompileError(FedledgerError):
+    """solc refused the sources; the message carries its formatted errors."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    contract: str
+    abi: list[dict[str, Any]]
+    bytecode: str
+    deployed_bytecode: str
+    solc_version: str
+    evm_version: str
+    source_sha256: str
+
+    @property
+    def abi_sha256(self) -> str:
+        """Hash of the canonical ABI JSON: deployment files record it so clients can detect drift."""
+        canon = json.dumps(self.abi, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(canon).hexdigest()
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "Artifact":
+        return cls(**json.loads(text))
+
+
+def standard_json_input(root: Path) -> dict[str, Any]:
+    """The solc standard-JSON input for every file in contracts/, with the settings Hardhat uses."""
+    sources = {}
+    for path in sorted((root / "contracts").glob("*.sol")):
+        sources[f"contracts/{path.name}"] = {"content": path.read_text()}
+    return {
+        "language": "Solidity",
+        "sources": sources,
+        "settings": {
+            "optimizer": {"enabled": True, "runs": 200},
+            "evmVersion": EVM_VERSION,
+            "outputSelection": {
+                "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}
+            },
+        },
+    }
+
+
+def solc_shim(root: Path) -> Path:
+    """`scripts/solc`: a solc-compatible CLI over the npm package, for py-solc-x."""
+    shim = root / "scripts" / "solc"
+    if not (root / "node_modules" / "solc").is_dir():
+        raise CompileError("the npm `solc` package is missing: run `make setup` (npm install) first")
+    return shim
+
+
+def compile_sources(root: Path) -> Artifact:
+    """Compile contracts/ in one solc call (each call costs 1-3 s of Node start and wasm load)."""
+    import solcx  # only needed to build, not to run a node
+
+    std_input = standard_json_input(root)
+    source_sha = hashlib.sha256(json.dumps(std_input, sort_keys=True).encode()).hexdigest()
+    try:
+        out = solcx.compile_standard(
+            std_input,
+            solc_binary=str(solc_shim(root)),
+            base_path=str(root),
+            allow_paths=[str(root)],
+        )
+    except solcx.exceptions.SolcError as exc:
+        # The exception text embeds solc's whole JSON output; keep only the diagnostics.
+        try:
+            diagnostics = json.loads(exc.stdout_data).get("errors", [])
+            message = "\n".join(e.get("formattedMessage", "") for e in diagnostics if e.get("severity") == "error")
+        except (TypeError, ValueError):
+            message = exc.message
+        raise CompileError(message or exc.message) from None
+    errors = [e for e in out.get("errors", []) if e.get("severity") == "error"]
+    if errors:
+        raise CompileError("\n".join(e.get("formattedMessage", e.get("message", "")) for e in errors))
+    unit = out["contracts"][f"contracts/{MAIN_CONTRACT}.sol"][MAIN_CONTRACT]
+    return Artifact(
+        contract=MAIN_CONTRACT,
+        abi=unit["abi"],
+        bytecode="0x" + unit["evm"]["bytecode"]["object"],
+        deployed_bytecode="0x" + unit["evm"]["deployedBytecode"]["object"],
+        solc_version=SOLC_VERSION,
+        evm_version=EVM_VERSION,
+        source_sha256=source_sha,
+    )
+
+
+def build_artifact(write: bool = True) -> Artifact:
+    """Compile from the checkout and (by default) refresh the shipped artifact."""
+    root = repo_root()
+    if root is None:
+        raise CompileError("no contracts/ directory beside this package: compiling needs a checkout")
+    artifact = compile_sources(root)
+    if write:
+        ARTIFACT_PATH.parent.mkdir(parents=True, exist_ok=True)
+        ARTIFACT_PATH.write_text(artifact.to_json())
+    return artifact
+
+
+def source_sha256(root: Path) -> str:
+    return hashlib.sha256(json.dumps(standard_json_input(root), sort_keys=True).encode()).hexdigest()
+
+
+def load_artifact() -> Artifact:
+    """The artifact to deploy and call. In a checkout whose contracts changed since the shipped
+    artifact was built, recompile first (unless FEDLEDGER_NO_COMPILE is set)."""
+    root = repo_root()
+    if ARTIFACT_PATH.exists():
+        artifact = Artifact.from_json(ARTIFACT_PATH.read_text())
+        if root is None or os.environ.get("FEDLEDGER_NO_COMPILE"):
+            return artifact
+        if artifact.source_sha256 == source_sha256(root):
+            return artifact
+    return build_artifact(write=True)

@@ -1,0 +1,5 @@
+"""`python -m fedledger.node.cli ...` is `fedledger ...` (how `fedledger sim` starts its nodes)."""
+
+from .app import main
+
+main()

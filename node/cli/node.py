@@ -1,0 +1,102 @@
+"""`fedledger node run` (this organisation's peer) and `fedledger status` (a running federation)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .. import defaults
+from ..errors import ChainError, StorageError
+from .output import EXIT_CODES_HELP, emit, json_opt, reflow, reporting
+
+node_app = typer.Typer(help="Run this organisation's peer node.", no_args_is_help=True, epilog=EXIT_CODES_HELP)
+
+
+@node_app.command("run", epilog=EXIT_CODES_HELP)
+@reflow
+def node_run(
+    config: Path = typer.Option(..., "--config", help="The organisation's TOML config (see `fedledger init`)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also log lost races and other routine detail."),
+) -> None:
+    """Take part in the configured task until it completes: submit updates, lead when elected,
+    verify when picked, and call close/timeout when deadlines pass. Safe to restart at any time:
+    the node derives where the round stands from the chain."""
+    import logging
+
+    from ..peer.build import build_peer
+    from ..peer.config import NodeConfig
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "httpcore", "web3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    def hint(exc: BaseException) -> str | None:
+        if isinstance(exc, ChainError) and exc.exit_code != 4:
+            return f"is the chain node running and the RPC URL in {config} right?"
+        if isinstance(exc, StorageError) and exc.exit_code != 1:
+            return ("cannot fetch the task's model spec from IPFS: is this organisation's IPFS node running and "
+                    "connected to the others (`fedledger ipfs status`)?")
+        return None
+
+    with reporting(hint=hint):
+        peer = build_peer(NodeConfig.load(config))
+    try:
+        peer.run()
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+
+
+@reflow
+def status(
+    deployment: Path = typer.Option(Path(defaults.DEPLOYMENT_FILE), help="The deployment file the consortium handed out."),
+    rpc: Optional[str] = typer.Option(None, help="JSON-RPC URL (default: the one in the deployment file)."),
+    task: Optional[int] = typer.Option(None, help="Show only this task (default: every task)."),
+    poa: bool = typer.Option(False, help="The chain is proof-of-authority."),
+    as_json: bool = json_opt(),
+) -> None:
+    """Show a running federation: members, tasks, the current round, its phase, leader and deadlines."""
+    from ..chain.deployment import Deployment
+    from ..ops.access import members_of
+    from ..protocol.types import Phase
+
+    with reporting(as_json):
+        dep = Deployment.load(deployment)
+        client = dep.client(rpc_url=rpc, poa=poa)
+        members = {a: m["name"] for a, m in members_of(client, dep.block).items() if m["active"]}
+        tasks = []
+        ids = [task] if task is not None else range(client.task_count())
+        for t in ids:
+            cfg, st = client.task_config(t), client.task_state(t)
+            entry = {"task": t, "rule": cfg.rule_id, "max_rounds": cfg.max_rounds, "completed": st.completed,
+                     "round": st.current_round, "global_sha256": st.global_sha256, "global_cid": st.global_cid}
+            if not st.completed:
+                info = client.round_info(t, st.current_round)
+                entry.update(phase=info.phase.name.lower(), updates=info.count, attempt=info.attempt,
+                             leader=members.get(info.leader, info.leader) if info.leader else None,
+                             deadline=info.deadline, seconds_left=round(info.deadline - time.time(), 1))
+                if info.phase in (Phase.AGGREGATION, Phase.VERIFICATION):
+                    entry["verifiers"] = [members.get(v, v) for v in client.verifiers_of(t, st.current_round, info.attempt)]
+            tasks.append(entry)
+        data = {"contract": dep.address, "chain_id": dep.chain_id, "members": members, "tasks": tasks}
+        lines = [f"FedLedger {dep.address} on chain {dep.chain_id}: {len(members)} members ({', '.join(members.values())})"]
+        for e in tasks:
+            if e["completed"]:
+                lines.append(f"task {e['task']} [{e['rule']}]: completed after {e['round']} rounds, final model "
+                             f"{e['global_sha256'][:16]}")
+            else:
+                line = (f"task {e['task']} [{e['rule']}]: round {e['round']}/{e['max_rounds']} {e['phase']}, "
+                        f"{e['updates']} updates, deadline in {e['seconds_left']:.0f} s")
+                if e.get("leader"):
+                    line += (f", leader {e['leader']} (attempt {e['attempt']}), verifiers "
+                             f"{', '.join(e.get('verifiers', [])) or 'none'}")
+                lines.append(line)
+        emit(as_json, data, lines)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(node_app, name="node")
+    app.command("status", epilog=EXIT_CODES_HELP)(status)

@@ -1,0 +1,207 @@
+"""`fedledger task create|list|show`: federated training tasks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fedledger.aggregation.registry import RULES
+
+from .. import defaults
+from ..errors import InputError
+from ..training.workloads import WORKLOADS
+from .output import (
+    EXIT_CODES_HELP,
+    config_opt,
+    deployment_opt,
+    deprecated,
+    devnet_opt,
+    emit,
+    json_opt,
+    keystore_opt,
+    password_opt,
+    poa_opt,
+    reflow,
+    reporting,
+    rpc_opt,
+    warn,
+)
+
+task_app = typer.Typer(help="Federated training tasks: create one (admin), list them, show one with its lineage.",
+                       no_args_is_help=True, epilog=EXIT_CODES_HELP)
+
+
+@task_app.command("create", epilog=EXIT_CODES_HELP)
+@reflow
+def task_create(
+    workload: Optional[str] = typer.Option(None, "--workload", help="Built-in workload whose model the members train "
+                                           f"({', '.join(WORKLOADS)}). Alone: the genesis model is its initial "
+                                           "weights for --seed."),
+    builtin: Optional[str] = typer.Option(None, "--builtin", hidden=True, help="Deprecated: --workload."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the built-in genesis model."),
+    genesis: Optional[Path] = typer.Option(None, "--genesis", help="A safetensors file to start from instead. It is "
+                                                                   "validated (dtypes, finite values, and the --workload "
+                                                                   "model's names and shapes when given)."),
+    rule: str = typer.Option(defaults.RULE, "--rule", help=f"Aggregation rule: {', '.join(RULES)}."),
+    rule_params: str = typer.Option("{}", "--rule-params", help='Rule parameters as JSON, e.g. \'{"beta": 0.1}\'.'),
+    min_participants: Optional[int] = typer.Option(None, "--min-participants", min=1,
+                                                   help="Updates a round needs before it may close at its deadline "
+                                                        "(default: half the members, rounded up)."),
+    max_participants: Optional[int] = typer.Option(None, "--max-participants", min=1,
+                                                   help="A round closes at once with this many updates (default: the "
+                                                        "number of members now)."),
+    submission_window: int = typer.Option(defaults.SUBMISSION_WINDOW, "--submission-window", min=1,
+                                          help="Seconds a round accepts updates."),
+    aggregation_window: int = typer.Option(defaults.AGGREGATION_WINDOW, "--aggregation-window", min=1,
+                                           help="Seconds the leader has to publish."),
+    verification_window: int = typer.Option(defaults.VERIFICATION_WINDOW, "--verification-window", min=1,
+                                            help="Seconds verifiers have to attest."),
+    verifiers: int = typer.Option(defaults.VERIFIERS, "--verifiers", min=0, help="Verifiers per round; 0 trusts the "
+                                  f"leader (at most {defaults.MAX_VERIFIERS})."),
+    quorum: Optional[int] = typer.Option(None, "--quorum", min=0, help="Agreements that finalize (default: all verifiers)."),
+    rounds: int = typer.Option(defaults.ROUNDS, "--rounds", min=1, help="Rounds the task runs."),
+    ipfs_api: Optional[str] = typer.Option(None, "--ipfs-api", help="YOUR IPFS node's RPC API: the genesis model and "
+                                                                    "spec are added and pinned there (default: from "
+                                                                    f"--config, else {defaults.IPFS_API})."),
+    ipfs_repo: Optional[Path] = typer.Option(None, "--ipfs-repo", help="Take the API URL from this dev IPFS node's "
+                                                                       "repo (`fedledger ipfs init --repo`)."),
+    out: Path = typer.Option(Path("tasks"), "--out", help="Where the genesis model, its spec and task.json are kept "
+                                                          "(OUT/taskID/)."),
+    deployment: Optional[Path] = deployment_opt(), rpc: Optional[str] = rpc_opt(), poa: Optional[bool] = poa_opt(),
+    config: Optional[Path] = config_opt(), keystore: Optional[Path] = keystore_opt(),
+    password: Optional[str] = password_opt(), devnet: Optional[Path] = devnet_opt(),
+    as_json: bool = json_opt(),
+) -> None:
+    """Create a task (admin only): build the genesis model, write it as OUT/taskID/genesis.safetensors,
+    add it and its ModelSpec JSON to your IPFS node (pinned: keep that node up, the members fetch
+    both from it), then createTask on chain, which opens round 1 at once.
+
+    The members must run nodes whose --workload has the same model; `fedledger init --task ID`
+    points their node at the new task. The chain refuses (exit 4) a caller that is not the admin
+    (NotAdmin) and inconsistent settings (InvalidArgument)."""
+    if builtin is not None:
+        deprecated("--builtin NAME", "--workload NAME")
+        workload = builtin
+    with reporting(as_json):
+        from ..ops.access import chain_access, ipfs_api_of, members_of
+        from ..ops.tasks import TaskPlan, create_task, default_participants, genesis_weights, parse_rule_params
+        from ..peer.config import NodeConfig
+        from ..storage.ipfs import IpfsClient
+
+        if workload is None and genesis is None:
+            raise InputError("give --workload NAME (its initial model for --seed) or --genesis FILE.safetensors")
+        params = parse_rule_params(rule_params)
+        tensors = genesis_weights(workload, seed, genesis)
+        cfg = NodeConfig.load(config) if config is not None else None
+        ipfs = IpfsClient(ipfs_api_of(ipfs_api, ipfs_repo) or (cfg.ipfs.api_url if cfg else defaults.IPFS_API),
+                          timeout=60)
+        ipfs.id()  # unreachable: exit 3 before anything is written or sent
+        acc = chain_access(deployment=deployment, rpc=rpc, poa=poa, config=config, keystore=keystore,
+                           password=password, devnet=devnet, sign=True)
+        n = sum(1 for m in members_of(acc.client, acc.deployment.block).values() if m["active"])
+        min_p, max_p = default_participants(n, min_participants, max_participants)
+        plan = TaskPlan(rule=rule, rule_params=params, min_participants=min_p, max_participants=max_p,
+                        submission_window=submission_window, aggregation_window=aggregation_window,
+                        verification_window=verification_window, verifiers=verifiers, quorum=quorum, rounds=rounds)
+        plan.check()
+        if n < min_p:
+            warn(f"the consortium has {n} members; rounds cannot close before {min_p} submit")
+        if verifiers > 0 and verifiers >= max_p:
+            warn(f"{verifiers} verifiers with at most {max_p} participants: a round has at most {max_p - 1} "
+                 "verifiers besides its leader")
+        task_dir = out / f"task{acc.client.task_count()}"
+        if (task_dir / "task.json").exists():
+            raise InputError(f"{task_dir} holds the record of an earlier task; choose another --out")
+        with ipfs:
+            created = create_task(acc.client, ipfs, tensors, task_dir / "genesis.safetensors", plan,
+                                  spec_path=task_dir / "model-spec.json")
+        if task_dir.name != f"task{created.task}":  # another task was created meanwhile
+            final = out / f"task{created.task}"
+            task_dir.rename(final)
+            created.genesis_path = final / "genesis.safetensors"
+            created.spec_path = final / "model-spec.json"
+            task_dir = final
+        record = created.to_dict() | {"contract": acc.deployment.address, "chain_id": acc.deployment.chain_id,
+                                      "workload": workload, "seed": seed if genesis is None else None,
+                                      "genesis_source": str(genesis) if genesis else None}
+        (task_dir / "task.json").write_text(json.dumps(record, indent=2) + "\n")
+        c = created.config
+        emit(as_json, {"ok": True} | record, [
+            f"task {created.task} created in block {created.block}: rule {c.rule_id}, {c.max_rounds} rounds, "
+            f"{c.min_participants}-{c.max_participants} participants, {c.verifiers_per_round} verifiers (quorum {c.quorum})",
+            f"genesis {c.genesis_sha256}  {c.genesis_cid}",
+            f"model spec {c.model_spec_cid}",
+            f"record: {task_dir / 'task.json'}",
+            f"next: members run `fedledger init ORG --task {created.task} --workload {workload or 'NAME'} ...` and "
+            "`fedledger node run`",
+        ])
+
+
+@task_app.command("list", epilog=EXIT_CODES_HELP)
+@reflow
+def task_list(
+    deployment: Optional[Path] = deployment_opt(), rpc: Optional[str] = rpc_opt(), poa: Optional[bool] = poa_opt(),
+    config: Optional[Path] = config_opt(), as_json: bool = json_opt(),
+) -> None:
+    """List every task: rule, rounds, the current round and its phase, or completed. Needs no key."""
+    with reporting(as_json):
+        from ..ops.access import chain_access, members_of
+        from ..ops.tasks import task_summary
+
+        acc = chain_access(deployment=deployment, rpc=rpc, poa=poa, config=config)
+        members = members_of(acc.client, acc.deployment.block)
+        tasks = [task_summary(acc.client, t, members) for t in range(acc.client.task_count())]
+        lines = []
+        for t in tasks:
+            if t["completed"]:
+                lines.append(f"task {t['task']} [{t['rule']}] completed after {t['round']} rounds, "
+                             f"final model {t['global_sha256'][:16]}")
+            else:
+                lines.append(f"task {t['task']} [{t['rule']}] round {t['round']}/{t['rounds']} {t['phase']}, "
+                             f"{t['updates']} updates" + (f", leader {t['leader']}" if t.get("leader") else ""))
+        emit(as_json, {"ok": True, "tasks": tasks}, lines or ["no tasks yet"])
+
+
+@task_app.command("show", epilog=EXIT_CODES_HELP)
+@reflow
+def task_show(
+    task: int = typer.Argument(..., min=0, help="The task id."),
+    deployment: Optional[Path] = deployment_opt(), rpc: Optional[str] = rpc_opt(), poa: Optional[bool] = poa_opt(),
+    config: Optional[Path] = config_opt(), as_json: bool = json_opt(),
+) -> None:
+    """Show one task: its settings, where the round stands, and its lineage: every finalized
+    round's global model (cid, sha256, parent) with its leader and the updates it was built from,
+    read from the chain's event log. Refused with UnknownTask when there is no such task."""
+    with reporting(as_json):
+        from ..ops.access import chain_access, members_of
+        from ..ops.tasks import task_config_dict, task_lineage, task_summary
+
+        acc = chain_access(deployment=deployment, rpc=rpc, poa=poa, config=config)
+        client = acc.client
+        members = members_of(client, acc.deployment.block)
+        summary = task_summary(client, task, members)
+        cfg = client.task_config(task)
+        config_out = task_config_dict(cfg)
+        created, rounds = task_lineage(client, task, acc.deployment.block, members)
+        data = {"ok": True, **summary, "config": config_out, "created": created, "lineage": rounds}
+        lines = [f"task {task}: rule {cfg.rule_id} {json.dumps(config_out['rule_params'])}, {cfg.max_rounds} rounds, "
+                 f"{cfg.min_participants}-{cfg.max_participants} participants, {cfg.verifiers_per_round} verifiers "
+                 f"(quorum {cfg.quorum}), windows {cfg.submission_window}/{cfg.aggregation_window}/"
+                 f"{cfg.verification_window} s",
+                 f"genesis {cfg.genesis_sha256}  {cfg.genesis_cid}  spec {cfg.model_spec_cid}"]
+        if summary["completed"]:
+            lines.append(f"completed after {summary['round']} rounds")
+        else:
+            lines.append(f"round {summary['round']}: {summary['phase']}, {summary['updates']} updates"
+                         + (f", leader {summary['leader']} (attempt {summary['attempt']})" if summary.get("leader") else ""))
+        for r in rounds:
+            lines.append(f"round {r['round']}: {r['sha256'][:16]} <- {r['parent'][:16]}  leader {r['leader']}, "
+                         f"{len(r['updates'])} updates ({', '.join(u['member'] for u in r['updates'])})")
+        emit(as_json, data, lines)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(task_app, name="task")

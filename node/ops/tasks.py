@@ -1,0 +1,232 @@
+"""Tasks as an operator creates and reads them: the genesis model (a built-in workload's initial
+weights, or a user's safetensors file, validated), the plan of what the task fixes on chain,
+creating it (genesis and model spec to IPFS, then createTask), and a task's state and lineage as
+the chain's events give them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load as st_load
+
+from fedledger.aggregation.registry import decode_params, encode_params, get_rule
+
+from .. import defaults
+from ..chain.client import ChainClient
+from ..errors import InputError
+from ..protocol.rules import check_task_config
+from ..protocol.types import FailReason, TaskConfig
+from ..storage.ipfs import IpfsClient
+from ..storage.modelfile import DTYPES, ModelSpec, write_model_file
+from ..training.workloads import get_workload
+from .access import name_of
+
+
+def load_genesis_file(path: Path, builtin: str | None = None) -> dict[str, Any]:
+    """The tensors of a user's safetensors file, validated as a genesis model: readable without
+    executing anything, every dtype one the model format supports, every value finite, tensor
+    names valid, and (given `builtin`) exactly the names, shapes and dtypes that built-in task's
+    model has, so every member's trainer can load it."""
+    path = Path(path).expanduser()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read genesis file {path}: {exc.strerror}") from exc
+    try:
+        raw = st_load(data)
+    except (SafetensorError, ValueError, TypeError) as exc:
+        raise InputError(f"{path} is not a safetensors file numpy can read ({exc}); write it with "
+                       "safetensors.torch.save_file / safetensors.numpy.save_file, dtypes float/int (no bfloat16)") from exc
+    if not raw:
+        raise InputError(f"{path} holds no tensors")
+    allowed = {dt.name for dt in DTYPES.values()}
+    tensors: dict[str, Any] = {}
+    for name in sorted(raw):
+        a = raw[name]
+        dt = np.dtype(a.dtype).newbyteorder("=")
+        if dt.name not in allowed:
+            raise InputError(f"{path}: tensor {name!r} has dtype {a.dtype}; the model format takes {', '.join(sorted(allowed))}")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            bad = int(a.size - np.isfinite(a).sum())
+            raise InputError(f"{path}: tensor {name!r} holds {bad} NaN/Inf values; a genesis model must be finite")
+        tensors[name] = np.ascontiguousarray(a.astype(dt.newbyteorder("<"), copy=False))
+    try:
+        spec = ModelSpec.from_tensors(tensors)
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    if builtin is not None:
+        want = ModelSpec.from_tensors(get_workload(builtin).genesis_weights(0)).tensors
+        problems = [f"missing {n}" for n in sorted(set(want) - set(spec.tensors))]
+        problems += [f"unexpected {n}" for n in sorted(set(spec.tensors) - set(want))]
+        problems += [f"{n}: shape {list(spec.tensors[n].shape)} dtype {spec.tensors[n].dtype}, the {builtin} model has "
+                     f"shape {list(want[n].shape)} dtype {want[n].dtype}"
+                     for n in sorted(set(want) & set(spec.tensors)) if spec.tensors[n] != want[n]]
+        if problems:
+            raise InputError(f"{path} does not fit the {builtin} model the members train: " + "; ".join(problems))
+    return tensors
+
+
+def genesis_weights(builtin: str | None, seed: int, genesis_file: Path | None) -> dict[str, Any]:
+    """The genesis model: a built-in task's initial weights for `seed`, or a user's file."""
+    if genesis_file is not None:
+        return load_genesis_file(genesis_file, builtin)
+    if builtin is None:
+        raise InputError("give --workload NAME (the built-in workload's initial model for --seed) or --genesis "
+                         "FILE.safetensors")
+    return dict(get_workload(builtin).genesis_weights(seed))
+
+
+@dataclass
+class TaskPlan:
+    """What a task fixes on chain besides its genesis model. `quorum` defaults to `verifiers`."""
+
+    rule: str = defaults.RULE
+    rule_params: Mapping[str, Any] | None = None
+    min_participants: int = 2
+    max_participants: int = 10
+    submission_window: int = defaults.SUBMISSION_WINDOW
+    aggregation_window: int = defaults.AGGREGATION_WINDOW
+    verification_window: int = defaults.VERIFICATION_WINDOW
+    verifiers: int = defaults.VERIFIERS
+    quorum: int | None = None
+    rounds: int = defaults.ROUNDS
+
+    @property
+    def effective_quorum(self) -> int:
+        return self.verifiers if self.quorum is None else self.quorum
+
+    def check(self) -> None:
+        """`InputError` for anything the contract would refuse (protocol.rules mirrors its checks)."""
+        check_task_config(min_participants=self.min_participants, max_participants=self.max_participants,
+                          submission_window=self.submission_window, aggregation_window=self.aggregation_window,
+                          verification_window=self.verification_window, verifiers=self.verifiers,
+                          quorum=self.effective_quorum, rounds=self.rounds)
+
+
+@dataclass
+class CreatedTask:
+    task: int
+    config: TaskConfig
+    genesis_path: Path
+    spec_path: Path | None
+    tx_hash: str
+    block: int
+    gas_used: int
+
+    def to_dict(self) -> dict[str, Any]:
+        cfg = asdict(self.config)
+        cfg["rule_params"] = self.config.rule_params.decode("ascii", errors="replace")
+        return {"task": self.task, "config": cfg, "genesis_file": str(self.genesis_path),
+                "model_spec_file": str(self.spec_path) if self.spec_path else None,
+                "tx_hash": self.tx_hash, "block": self.block, "gas_used": self.gas_used}
+
+
+def create_task(admin: ChainClient, ipfs: IpfsClient, genesis: Mapping[str, Any], genesis_path: Path,
+                plan: TaskPlan, spec_path: Path | None = None) -> CreatedTask:
+    """Create a task: write the genesis model file, add it and the ModelSpec JSON to `ipfs`
+    (pinned there: the operator's node serves them to every member), then createTask on chain.
+
+    `admin` signs. The genesis file records the task id it is created for (the next free id);
+    both files stay on disk as the operator's record of what the task started from."""
+    plan.check()
+    get_rule(plan.rule)  # ValueError naming the known rules
+    params = encode_params(plan.rule, dict(plan.rule_params or {}))
+    spec = ModelSpec.from_tensors(genesis)
+    spec_json = spec.to_json()
+    task_guess = admin.task_count()
+    genesis_path = Path(genesis_path)
+    genesis_path.parent.mkdir(parents=True, exist_ok=True)
+    gsha = write_model_file(genesis_path, genesis, {"kind": "genesis", "task": str(task_guess), "round": "0",
+                                                    "rule": plan.rule})
+    if spec_path is not None:
+        Path(spec_path).write_bytes(spec_json)
+    spec_cid = ipfs.add_bytes(spec_json)
+    gcid = ipfs.add_file(genesis_path)
+    for cid in (spec_cid, gcid):
+        ipfs.pin_add(cid)
+    config = TaskConfig(
+        model_spec_cid=spec_cid, genesis_cid=gcid, genesis_sha256=gsha, rule_id=plan.rule, rule_params=params,
+        min_participants=plan.min_participants, max_participants=plan.max_participants,
+        submission_window=plan.submission_window, aggregation_window=plan.aggregation_window,
+        verification_window=plan.verification_window, verifiers_per_round=plan.verifiers,
+        quorum=plan.effective_quorum, max_rounds=plan.rounds,
+    )
+    task_id, tx = admin.create_task(config)
+    return CreatedTask(task_id, config, genesis_path, Path(spec_path) if spec_path else None, tx.tx_hash,
+                       tx.block_number, tx.gas_used)
+
+
+def task_summary(client: ChainClient, task: int, members: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    cfg, st = client.task_config(task), client.task_state(task)
+    out: dict[str, Any] = {"task": task, "rule": cfg.rule_id, "rounds": cfg.max_rounds, "completed": st.completed,
+                           "round": st.current_round, "global_sha256": st.global_sha256, "global_cid": st.global_cid}
+    if not st.completed:
+        info = client.round_info(task, st.current_round)
+        out.update(phase=info.phase.name.lower(), updates=info.count, attempt=info.attempt,
+                   leader=name_of(members, info.leader) if info.leader else None, deadline=info.deadline)
+    return out
+
+
+def task_lineage(client: ChainClient, task: int, from_block: int,
+                 members: Mapping[str, Mapping[str, Any]]) -> tuple[dict | None, list[dict[str, Any]]]:
+    """(who created the task, every finalized round with its leader, parent, model and updates),
+    read from the chain's event log."""
+    events = client.events(from_block=from_block, task=task,
+                           names=["TaskCreated", "UpdateSubmitted", "RoundFinalized", "AttemptFailed"])
+    updates: dict[int, list[dict[str, Any]]] = {}
+    failures: dict[int, list[dict[str, Any]]] = {}
+    rounds = []
+    created = None
+    for ev in events:
+        if ev.name == "TaskCreated":
+            created = {"creator": ev["creator"], "block": ev.block_number, "tx_hash": ev.tx_hash}
+        elif ev.name == "UpdateSubmitted":
+            updates.setdefault(ev["round"], []).append(
+                {"member": name_of(members, ev["member"]), "address": ev["member"], "cid": ev["cid"],
+                 "sha256": ev["sha256"], "num_samples": ev["numSamples"], "parent": ev["parent"]})
+        elif ev.name == "AttemptFailed":
+            failures.setdefault(ev["round"], []).append(
+                {"leader": name_of(members, ev["leader"]), "attempt": ev["attempt"],
+                 "reason": _FAILURE_WORDS[FailReason(ev["reason"])]})
+        else:
+            rounds.append({"round": ev["round"], "leader": name_of(members, ev["leader"]), "attempt": ev["attempt"],
+                           "parent": ev["parent"], "cid": ev["cid"], "sha256": ev["sha256"],
+                           "block": ev.block_number, "updates": updates.get(ev["round"], []),
+                           "failed_attempts": failures.get(ev["round"], [])})
+    return created, rounds
+
+
+#: `task show` names a failed attempt's reason as the contract's enum does.
+_FAILURE_WORDS = {FailReason.LEADER_TIMEOUT: "leader_timeout", FailReason.REJECTED: "rejected",
+                  FailReason.UNVERIFIED: "unverified"}
+
+
+def task_config_dict(cfg: TaskConfig) -> dict[str, Any]:
+    """A task's configuration as JSON-ready values, its rule parameters decoded."""
+    out = asdict(cfg)
+    out["rule_params"] = decode_params(cfg.rule_id, cfg.rule_params)
+    return out
+
+
+def parse_rule_params(text: str, option: str = "--rule-params") -> dict[str, Any]:
+    """Rule parameters given as JSON on the command line: an object, or `InputError`."""
+    try:
+        params = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{option} is not valid JSON: {exc}") from exc
+    if not isinstance(params, dict):
+        raise InputError(f"{option} must be a JSON object, e.g. '{{\"beta\": 0.1}}'")
+    return params
+
+
+def default_participants(members: int, min_participants: int | None, max_participants: int | None) -> tuple[int, int]:
+    """A task's participant bounds when the operator gives none: every member at most, half of
+    them (rounded up) before a round may close at its deadline."""
+    max_p = max_participants or max(members, 1)
+    min_p = min_participants or max(1, min(max_p, (members + 1) // 2))
+    return min_p, max_p

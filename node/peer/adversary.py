@@ -1,0 +1,178 @@
+"""Adversarial behaviour for fault and attack experiments: poisoned updates, hostile update files,
+cheating and stalling leaders. A node behaves like this only when its config has an `[adversary]`
+section (`fedledger sim --attackers ... --byzantine-leader-at ...` writes one): `peer/build.py`
+then injects an `Adversary` as the peer's `Behaviour`; the peer's own code has no attack in it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import pickle
+import struct
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import InputError
+from ..storage.modelfile import read_model, sha256_bytes, write_model, write_model_file
+from .behaviour import Behaviour
+
+log = logging.getLogger("fedledger.node")
+
+WEIGHT_ATTACKS = ("signflip", "scale", "noise", "labelflip")
+
+# Each kind of hostile update a member can submit; every honest leader and verifier must exclude
+# it by the same rule (the reason code in brackets is what they record).
+MALFORMED_KINDS = {
+    "random_bytes": "bad_header",
+    "truncated": "truncated",
+    "lying_header": "bad_header",
+    "wrong_names": "wrong_names",
+    "wrong_shape": "wrong_shape",
+    "wrong_dtype": "wrong_dtype",
+    "nan": "non_finite",
+    "inf": "non_finite",
+    "oversized": "too_large",
+    "pickle": "bad_header",
+    "wrong_parent": "wrong_meta",
+    "wrong_member": "wrong_meta",
+    "hash_mismatch": "hash_mismatch",
+}
+
+
+@dataclass
+class Adversary(Behaviour):
+    """What a misbehaving member does. With no field set it behaves honestly."""
+
+    attack: str | None = None  # signflip | scale:X | noise:SIGMA | labelflip
+    malformed: str | None = None  # a key of MALFORMED_KINDS, or "cycle" (a different kind each round)
+    byzantine_leader_rounds: list[int] = field(default_factory=list)  # publish a wrong aggregate (attempt 0)
+    hold_before_publish_rounds: list[int] = field(default_factory=list)  # elected at attempt 0: stall (to be killed)
+    seed: int = 0  # the member's seed: noise attacks draw from it
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Adversary":
+        adv = cls(**dict(d))
+        if adv.attack and adv.attack.split(":")[0] not in WEIGHT_ATTACKS:
+            raise InputError(f"unknown attack {adv.attack!r}; use signflip, scale:X, noise:SIGMA or labelflip")
+        if adv.malformed and adv.malformed != "cycle" and adv.malformed not in MALFORMED_KINDS:
+            raise InputError(f"unknown malformed kind {adv.malformed!r}; use one of {', '.join(MALFORMED_KINDS)} or cycle")
+        return adv
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "adversary" if self.active else "honest"
+
+    @property
+    def active(self) -> bool:
+        return bool(self.attack or self.malformed or self.byzantine_leader_rounds or self.hold_before_publish_rounds)
+
+    def malformed_kind(self, rnd: int) -> str | None:
+        if self.malformed == "cycle":
+            kinds = list(MALFORMED_KINDS)
+            return kinds[(rnd - 1) % len(kinds)]
+        return self.malformed
+
+    def poison(self, parent: Mapping[str, np.ndarray], local: Mapping[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+        """The update a weight attacker sends instead of its honest `local` model."""
+        if not self.attack or self.attack == "labelflip":
+            return dict(local)
+        kind, _, arg = self.attack.partition(":")
+        rng = np.random.default_rng(seed)
+        out = {}
+        for name, w in local.items():
+            p = np.asarray(parent[name], dtype=np.float64)
+            delta = np.asarray(w, dtype=np.float64) - p
+            if kind == "signflip":  # push the model the opposite way, amplified (Fang et al. 2020 style)
+                v = p - 4.0 * delta
+            elif kind == "scale":
+                v = p + float(arg or 10.0) * delta
+            else:  # noise
+                v = np.asarray(w, dtype=np.float64) + rng.normal(0.0, float(arg or 1.0), size=w.shape)
+            out[name] = v.astype(w.dtype)
+        return out
+
+
+    # -- the Behaviour hooks
+
+    def training_labels(self, y: np.ndarray, num_classes: int) -> np.ndarray:
+        return flip_labels(y, num_classes) if self.attack == "labelflip" else y
+
+    def write_update(self, path, parent, weights, meta, rnd: int, max_bytes: int) -> str:
+        if self.attack:
+            weights = self.poison(parent, weights, seed=self.seed * 7919 + rnd)
+        kind = self.malformed_kind(rnd)
+        if not kind:
+            return write_model_file(path, weights, meta)
+        log.warning("round %d: ADVERSARY submits a malformed update (%s)", rnd, kind)
+        if kind == "hash_mismatch":
+            write_model_file(path, weights, meta)
+            return sha256_bytes(b"not these bytes")
+        data = malformed_update(kind, weights, meta, max_bytes)
+        path.write_bytes(data)
+        return sha256_bytes(data)
+
+    def publishes(self, rnd: int, attempt: int, deadline: float) -> bool:
+        if rnd in self.hold_before_publish_rounds and attempt == 0:
+            log.warning("round %d: elected leader, stalling before publishing (fault injection)", rnd)
+            time.sleep(max(0.0, deadline - time.time()) + 5)
+            return False
+        return True
+
+    def tamper(self, result, rnd: int, attempt: int, spec) -> None:
+        if rnd in self.byzantine_leader_rounds and attempt == 0:
+            tensors, meta = read_model(result.path, result.sha256, spec)
+            cheat = {k: (np.asarray(v) + np.asarray(0.05, dtype=v.dtype)).astype(v.dtype) for k, v in tensors.items()}
+            result.sha256 = write_model_file(result.path, cheat, meta)
+            log.warning("round %d: ADVERSARY leader publishes a wrong aggregate", rnd)
+
+
+def flip_labels(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """Label flipping (Biggio et al.; Tolpegin et al. 2020): class c becomes C - 1 - c."""
+    return (num_classes - 1 - np.asarray(y)).astype(np.asarray(y).dtype)
+
+
+def malformed_update(kind: str, tensors: Mapping[str, np.ndarray], meta: Mapping[str, str], max_bytes: int) -> bytes:
+    """Hostile bytes of the given kind, built from an honest update (tensors + metadata)."""
+    good = write_model(tensors, meta)
+    if kind == "random_bytes":
+        return os.urandom(len(good))
+    if kind == "truncated":
+        return good[: len(good) // 2]
+    if kind == "lying_header":
+        (hlen,) = struct.unpack("<Q", good[:8])
+        header = json.loads(good[8:8 + hlen])
+        name = sorted(k for k in header if k != "__metadata__")[0]
+        start, end = header[name]["data_offsets"]
+        header[name]["data_offsets"] = [start, end + 4096]  # claims bytes that are not there
+        body = json.dumps(header, separators=(",", ":")).encode()
+        body += b" " * (-len(body) % 8)
+        return struct.pack("<Q", len(body)) + body + good[8 + hlen:]
+    if kind == "wrong_names":
+        renamed = {("evil_" + k): v for k, v in tensors.items()}
+        return write_model(renamed, meta)
+    if kind == "wrong_shape":
+        name = sorted(tensors)[0]
+        changed = dict(tensors)
+        changed[name] = np.zeros(tuple(d + 1 for d in tensors[name].shape), dtype=tensors[name].dtype)
+        return write_model(changed, meta)
+    if kind == "wrong_dtype":
+        return write_model({k: np.asarray(v, dtype=np.float16) for k, v in tensors.items()}, meta)
+    if kind in ("nan", "inf"):
+        name = sorted(tensors)[0]
+        changed = {k: np.array(v, copy=True) for k, v in tensors.items()}
+        changed[name].reshape(-1)[0] = np.nan if kind == "nan" else np.inf
+        return write_model(changed, meta)
+    if kind == "oversized":
+        return good + b"\0" * (max_bytes + 1 - len(good))
+    if kind == "pickle":
+        return pickle.dumps({k: np.asarray(v) for k, v in tensors.items()})  # never unpickled by anyone
+    if kind == "wrong_parent":
+        return write_model(tensors, {**meta, "parent": "00" * 32})
+    if kind == "wrong_member":
+        return write_model(tensors, {**meta, "member": "0x" + "11" * 20})
+    raise ValueError(f"no payload for malformed kind {kind!r}")

@@ -1,0 +1,40 @@
+"""How a member acts where the protocol leaves it a choice: the honest behaviour.
+
+The peer asks its `Behaviour` at the few points where a member could act otherwise: which
+labels it trains on, which bytes it submits, whether it publishes when elected leader, and what
+it publishes. An honest member does what the protocol says; experiments inject another behaviour
+(`adversary.Adversary`) through the node config's `[adversary]` section, and the peer's code
+stays the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..storage.modelfile import write_model_file
+
+
+class Behaviour:
+    """The honest member."""
+
+    #: A name for logs and reports.
+    name = "honest"
+
+    def training_labels(self, y: np.ndarray, num_classes: int) -> np.ndarray:
+        """The labels this member trains on."""
+        return y
+
+    def write_update(self, path: Path, parent: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray],
+                     meta: Mapping[str, str], rnd: int, max_bytes: int) -> str:
+        """Write the update to submit to `path`; return the sha256 to submit with it."""
+        return write_model_file(path, weights, meta)
+
+    def publishes(self, rnd: int, attempt: int, deadline: float) -> bool:
+        """Whether this member, elected leader, publishes an aggregate at all."""
+        return True
+
+    def tamper(self, result: Any, rnd: int, attempt: int, spec: Any) -> None:
+        """Change the aggregate about to be published (`result.path`, `result.sha256`) in place."""

@@ -1,0 +1,402 @@
+"""The peer: one organisation's node, a loop that reads like the round protocol (README, "The
+round, as the contract enforces it").
+
+Each tick: observe the chain (one `memberView` read), decide the steps (`decide.decide`, a pure
+function), act, record. Roles call the chain client, the downloads, the model format and the
+trainer through their modules and never reach around them; where a member could act otherwise
+(attack experiments), the peer asks its injected `Behaviour`. Whatever can be derived from the
+chain is derived from it on every tick, so a node restarted at any point picks up where the
+protocol stands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from fedledger.aggregation.registry import aggregates_match, tolerance
+
+from ..chain.client import ChainClient
+from ..chain.heads import HeadWatcher
+from ..errors import ChainError, ContractRevert, StorageError
+from ..protocol.types import RoundInfo
+from ..storage.ipfs import IpfsClient
+from ..storage.modelfile import ModelSpec, read_model
+from ..training.config import TrainingConfig
+from .behaviour import Behaviour
+from .config import Ipfs, Organisation
+from .decide import Step, decide
+from .downloads import Downloads, link
+from .recompute import AggregateResult, NoValidUpdate, UpdateRecord, build_aggregate
+
+log = logging.getLogger("fedledger.node")
+
+#: Refusals after which retrying the same publish or attestation can never succeed.
+FINAL_REFUSALS = {"WrongPhase", "WrongRound", "WrongAttempt", "TooLate", "AlreadyAttested", "NotLeader",
+                  "NotVerifier", "NotMember", "UnknownTask", "RoundNotStored", "TaskAlreadyCompleted", "InvalidArgument"}
+#: Refusals of a submission that mean the update is simply not taken this round.
+SUBMIT_NOT_TAKEN = {"DuplicateUpdate", "WrongPhase", "WrongRound", "StaleParent", "RoundFull"}
+
+
+class Peer:
+    """One organisation's participation in one task.
+
+    `organisation` and `storage` are the node config's [organisation] and [ipfs] sections;
+    `training` its [training]; `member_seed` varies local training per member; `behaviour` is
+    honest unless an experiment injects another."""
+
+    def __init__(
+        self,
+        organisation: Organisation,
+        chain: ChainClient,
+        ipfs: IpfsClient,
+        task: int,
+        trainer: Any,
+        training: TrainingConfig,
+        *,
+        storage: Ipfs | None = None,
+        from_block: int = 0,
+        member_seed: int = 0,
+        behaviour: Behaviour | None = None,
+        heads: HeadWatcher | None = None,
+        fetch_timeout: float | None = None,
+    ):
+        storage = storage or Ipfs(api_url=getattr(ipfs, "api_url", ""))
+        self.name = organisation.name
+        self.work_dir = Path(organisation.work_dir)
+        self.poll_seconds = organisation.poll_seconds
+        self.chain = chain
+        self.heads = heads
+        self.ipfs = ipfs
+        self.task = task
+        self.trainer = trainer
+        self.training = training
+        self.from_block = from_block
+        self.member_seed = member_seed
+        self.behaviour = behaviour or Behaviour()
+        self.keep_others_updates = storage.keep_others_updates
+        self.prefetch_max_bytes = int(storage.prefetch_max_mb * 2**20)
+        self.me = chain.sender
+        self.config = chain.task_config(task)
+        self.fetch_timeout = fetch_timeout if fetch_timeout is not None else 60.0
+        self.spec = ModelSpec.from_json(self.ipfs.cat(self.config.model_spec_cid, timeout=self.fetch_timeout))
+        self.metrics_path = self.work_dir / "metrics.jsonl"
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.downloads = Downloads(self.name, self.me, ipfs, self.spec.max_bytes, fetch_timeout=self.fetch_timeout,
+                                   gateways=storage.gateways)
+        self._done_steps: set[tuple] = set()
+        self._model_bytes: int | None = None  # size of the last global model: decides eager prefetch
+        self._scanned_block = -1  # UpdateSubmitted events seen so far (a prefetch hint, never the truth)
+        self._seen_updates: dict[int, dict[str, UpdateRecord]] = {}
+        self._pruned_below = 1
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Play every role this member has until the task completes.
+
+        The chain is watched cheaply: a full tick runs when a new block appears (every transaction
+        makes one on a devnet, this node's own included) and at least once a second for the
+        deadlines. With a `HeadWatcher` the chain node pushes each block; without one, or while
+        its subscription is down, the loop asks for the block number every `poll_seconds`."""
+        log.info("%s joins task %d as %s (rule %s)", self.name, self.task, self.me, self.config.rule_id)
+        last_block, last_tick = -1, 0.0
+        try:
+            while not should_stop():
+                pushed = self.heads is not None and self.heads.connected
+                try:
+                    if pushed:
+                        self.heads.wait(max(0.0, 1.0 - (time.monotonic() - last_tick)))
+                        due = True  # a new block, or a second without one
+                    else:
+                        block = self.chain.block_number()
+                        due = block != last_block or time.monotonic() - last_tick >= 1.0
+                        last_block = block
+                    if due:
+                        last_tick = time.monotonic()
+                        if self.tick():
+                            c = self.downloads.counts
+                            log.info("%s: task %d completed; fetched %d blobs from gateways and %d through the swarm "
+                                     "(%d gateway failures; %d of its own)", self.name, self.task, c["gateway"],
+                                     c["swarm"], c["gateway_failed"], c["own"])
+                            return
+                except (ChainError, StorageError, OSError) as exc:
+                    # The chain node or our IPFS node is down or restarting: nothing is lost, the next
+                    # tick re-derives where the round stands.
+                    log.warning("%s: %s; retrying", self.name, exc)
+                    last_block = -1
+                    time.sleep(1.0)
+                if not pushed:
+                    time.sleep(self.poll_seconds)
+        finally:
+            if self.heads is not None:
+                self.heads.close()
+            self.downloads.close()
+
+    def tick(self) -> bool:
+        """One pass of observe, decide, act. Returns True once the task has completed."""
+        view = self.chain.member_view(self.task, self.me)  # one call: state, round, this member's roles
+        if view.state.completed:
+            return True
+        self.prune(view.state.current_round)
+        for step in decide(view, self.me, self.config, time.time(), self._done_steps):
+            self.act(step, view.round, view.state.global_sha256, view.state.global_cid)
+        return False
+
+    def act(self, step: Step, info: RoundInfo, parent_sha: str, parent_cid: str) -> None:
+        """Carry out one step `decide` chose."""
+        rnd = step.round
+        if step.kind == "submit":
+            self.submit(rnd, parent_sha, parent_cid)
+        elif step.kind == "prefetch":
+            self.prefetch_updates(rnd, needed=step.needed)
+        elif step.kind == "lead":
+            self._once(step.key, lambda: self.lead(rnd, info, parent_sha))
+        elif step.kind == "verify":
+            self._once(step.key, lambda: self.verify(rnd, info, parent_sha))
+        elif step.kind == "fetch_aggregate":
+            self.downloads.get(info.aggregate_cid, info.aggregate_sha256, self._model_path(info.aggregate_sha256),
+                               source=info.leader)
+        elif step.kind == "close":
+            self._race("closeSubmissions", lambda: self.chain.close_submissions(self.task, rnd), rnd)
+        elif step.kind == "timeout":
+            self._race("timeout", lambda: self.chain.timeout(self.task, rnd), rnd)
+        else:  # pragma: no cover - decide() names no other step
+            raise ValueError(f"unknown step {step.kind!r}")
+
+    # ------------------------------------------------------------- submitter
+
+    def submit(self, rnd: int, parent_sha: str, parent_cid: str) -> None:
+        t0 = time.perf_counter()
+        path = self._model_path(parent_sha)
+        source = None
+        if rnd > 1 and not path.exists() and not self.downloads.knows_source(parent_cid):
+            # The round went by too fast to prefetch its aggregate: it is in its leader's node.
+            source = self.chain.round_info(self.task, rnd - 1).leader
+        parent = self._load_model(parent_cid, parent_sha, path, source=source)
+        t_fetch = time.perf_counter()
+        if (rnd > 1 and self.training.fedcurv_lambda > 0 and hasattr(self.trainer, "set_own_fedcurv_terms")
+                and not self.chain.has_submitted(self.task, rnd - 1, self.me)):
+            # FedCurv subtracts this member's own Fisher terms from the global sums: only valid if
+            # its previous update is part of the parent model.
+            self.trainer.set_own_fedcurv_terms(None)
+        result = self.trainer.fit(parent, self.training.for_round(self.member_seed, rnd))
+        t_train = time.perf_counter()
+        meta = {"kind": "update", "task": str(self.task), "round": str(rnd), "parent": parent_sha,
+                "rule": self.config.rule_id, "member": self.me, "num_samples": str(result.num_samples)}
+        path = self.work_dir / "updates" / f"round{rnd}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sha = self.behaviour.write_update(path, parent, result.weights, meta, rnd, self.spec.max_bytes)
+        link(path, self._update_path(rnd, sha))  # where the round's updates are looked for
+        cid = self.ipfs.add_file(path)  # stored and pinned by our own node
+        t_upload = time.perf_counter()
+        try:
+            tx = self.chain.submit_update(self.task, rnd, parent_sha, cid, sha, result.num_samples)
+        except ContractRevert as exc:
+            if exc.error in SUBMIT_NOT_TAKEN:
+                log.info("%s round %d: update not taken (%s)", self.name, rnd, exc)
+                return
+            raise
+        t_chain = time.perf_counter()
+        evaluation = self.trainer.evaluate(result.weights)  # the honest local model, whatever was sent
+        log.info("%s round %d: submitted update %s (sha %s, %d samples, local accuracy %.3f, train %.2fs)",
+                 self.name, rnd, cid, sha[:12], result.num_samples, evaluation.accuracy, t_train - t_fetch)
+        self._record(round=rnd, event="submitted", cid=cid, sha256=sha, num_samples=result.num_samples,
+                     local_accuracy=evaluation.accuracy, local_loss=evaluation.loss, gas_used=tx.gas_used,
+                     seconds={"fetch": t_fetch - t0, "train": t_train - t_fetch, "upload": t_upload - t_train,
+                              "chain": t_chain - t_upload})
+
+    # ---------------------------------------------------------------- leader
+
+    def _once(self, step: tuple, act: Callable[[], None]) -> None:
+        """Do a leader or verifier step once per attempt; if it fails (chain or IPFS trouble), the
+        next tick tries again while the attempt is still open."""
+        self._done_steps.add(step)
+        try:
+            act()
+        except Exception:
+            self._done_steps.discard(step)
+            raise
+
+    def lead(self, rnd: int, info: RoundInfo, parent_sha: str) -> None:
+        if not self.behaviour.publishes(rnd, info.attempt, info.deadline):
+            self._record(round=rnd, event="stalled", attempt=info.attempt, epoch=info.epoch)
+            return
+        try:
+            result = self.compute_aggregate(rnd, parent_sha)
+        except NoValidUpdate as exc:
+            # Nothing to publish: the attempt times out and the round eventually reopens, keeping
+            # every update; valid ones may still arrive.
+            log.warning("%s round %d: leader has nothing to publish (%s)", self.name, rnd, exc)
+            self._record(round=rnd, event="nothing_to_publish", attempt=info.attempt, epoch=info.epoch,
+                         excluded=_excluded(exc.excluded))
+            return
+        self.behaviour.tamper(result, rnd, info.attempt, self.spec)
+        t0 = time.perf_counter()
+        cid = self.ipfs.add_file(result.path)  # stored and pinned by our own node
+        t1 = time.perf_counter()
+        try:
+            tx = self.chain.publish_aggregate(self.task, rnd, info.attempt, cid, result.sha256)
+        except ContractRevert as exc:
+            if exc.error not in FINAL_REFUSALS:
+                raise
+            log.warning("%s round %d: aggregate not published (%s)", self.name, rnd, exc)
+            return
+        t2 = time.perf_counter()
+        log.info("%s round %d: leader (attempt %d) published aggregate %s of %d updates (%d excluded)",
+                 self.name, rnd, info.attempt, cid, len(result.included), len(result.excluded))
+        self._record(round=rnd, event="published", attempt=info.attempt, epoch=info.epoch, cid=cid,
+                     sha256=result.sha256, included=[u.sha256 for u in result.included],
+                     excluded=_excluded(result.excluded), gas_used=tx.gas_used,
+                     seconds={**result.seconds, "upload": t1 - t0, "chain": t2 - t1})
+
+    # -------------------------------------------------------------- verifier
+
+    def verify(self, rnd: int, info: RoundInfo, parent_sha: str) -> None:
+        t0 = time.perf_counter()
+        try:
+            mine = self.compute_aggregate(rnd, parent_sha)
+        except NoValidUpdate as exc:
+            log.warning("%s round %d: verifier finds no valid update (%s)", self.name, rnd, exc)
+            self.chain.attest(self.task, rnd, info.attempt, False, "00" * 32)  # nothing recomputed
+            return
+        if tolerance(self.config.rule_id, self.config.rule_params) is None:
+            agree = mine.sha256 == info.aggregate_sha256
+            reason = "bit-identical" if agree else f"recomputed sha {mine.sha256[:12]} != published {info.aggregate_sha256[:12]}"
+            if agree:  # the same bytes as the leader's: no need to download them
+                link(mine.path, self._model_path(mine.sha256))
+                self.downloads.have_locally(info.aggregate_cid, info.leader)
+        else:
+            try:
+                theirs = self._load_model(info.aggregate_cid, info.aggregate_sha256,
+                                          self._model_path(info.aggregate_sha256), pin=False)
+                ours = read_model(mine.path, mine.sha256, self.spec)[0]
+                agree, reason = aggregates_match(self.config.rule_id, self.config.rule_params, ours, theirs)
+            except StorageError as exc:
+                agree, reason = False, f"published aggregate unusable: {exc}"
+        t1 = time.perf_counter()
+        try:
+            tx = self.chain.attest(self.task, rnd, info.attempt, agree, mine.sha256)
+        except ContractRevert as exc:
+            if exc.error not in FINAL_REFUSALS:
+                raise  # e.g. out of gas twice: the next tick attests again while the attempt is open
+            log.info("%s round %d: attestation not taken (%s)", self.name, rnd, exc)
+            return
+        log.info("%s round %d: verifier of attempt %d %s (%s)", self.name, rnd, info.attempt,
+                 "agrees" if agree else "DISAGREES", reason)
+        self._record(round=rnd, event="attested", attempt=info.attempt, epoch=info.epoch, agree=agree,
+                     reason=reason, gas_used=tx.gas_used, included=[u.sha256 for u in mine.included],
+                     excluded=_excluded(mine.excluded),
+                     seconds={**mine.seconds, "verify": t1 - t0, "chain": time.perf_counter() - t1})
+
+    # ------------------------------------------------------- shared by both
+
+    def round_updates(self, rnd: int) -> list[UpdateRecord]:
+        """Every update submitted to this round (all epochs: a reopened round keeps its updates)."""
+        events = self.chain.events(from_block=self.from_block, names=["UpdateSubmitted"], task=self.task, round_=rnd)
+        return [UpdateRecord(e["member"], e["cid"], e["sha256"], e["numSamples"]) for e in events]
+
+    def compute_aggregate(self, rnd: int, parent_sha: str) -> AggregateResult:
+        """Fetch, check and aggregate every update of the round exactly as every other leader, verifier
+        and auditor does (recompute.build_aggregate): the content decides, via ModelRejected codes.
+
+        The list of updates is read afresh from the chain (never from the prefetch cache); every
+        download starts at once on the fetch pool, and one already under way is joined."""
+        updates = self.round_updates(rnd)
+        pending = {u.sha256: self.downloads.get(u.cid, u.sha256, self._update_path(rnd, u.sha256), source=u.member)
+                   for u in updates}
+
+        def fetch(upd: UpdateRecord) -> Path:
+            return pending[upd.sha256].result()
+
+        result = build_aggregate(task=self.task, rnd=rnd, parent_sha=parent_sha, rule_id=self.config.rule_id,
+                                 rule_params=self.config.rule_params, spec=self.spec, updates=updates,
+                                 fetch=fetch, out=self.work_dir / "aggregates" / f"round{rnd}.safetensors")
+        for upd, why in result.excluded:
+            log.warning("%s round %d: excluding update of %s (%s)", self.name, rnd, upd.member, why)
+        return result
+
+    # -------------------------------------------------------------- watchdog
+
+    def _race(self, what: str, call: Callable[[], Any], rnd: int) -> None:
+        """Anyone may call close and timeout; many nodes race, and losing the race is normal."""
+        try:
+            tx = call()
+        except ContractRevert as exc:
+            log.debug("%s round %d: %s lost the race (%s)", self.name, rnd, what, exc.error)
+            return
+        for ev in tx.events:
+            if ev.name == "AttemptFailed":
+                log.warning("%s round %d: attempt %d of leader %s failed (%s)", self.name, rnd, ev["attempt"],
+                            ev["leader"], ["leader timeout", "rejected", "unverified"][ev["reason"]])
+            elif ev.name == "LeaderElected":
+                log.info("%s round %d: elected leader %s (attempt %d), verifiers %s", self.name, rnd,
+                         ev["leader"], ev["attempt"], ", ".join(ev["verifiers"]) or "none")
+
+    # ---------------------------------------------------------------- helpers
+
+    def _load_model(self, cid: str, sha: str, path: Path, pin: bool = True,
+                    source: str | None = None) -> dict[str, np.ndarray]:
+        """A model the chain vouches for: downloaded once (or joined if a prefetch is under way),
+        hash checked before it is parsed, and pinned once it is a parent we build on."""
+        self.downloads.get(cid, sha, path, source=source).result()
+        if pin:
+            self.downloads.keep(cid, path)
+        self._model_bytes = path.stat().st_size
+        tensors, _ = read_model(path, sha, self.spec)
+        return tensors
+
+    def _model_path(self, sha: str) -> Path:
+        return self.work_dir / "models" / f"{sha}.safetensors"
+
+    def _update_path(self, rnd: int, sha: str) -> Path:
+        return self.work_dir / "updates" / f"r{rnd}-{sha}.safetensors"
+
+    def prefetch_updates(self, rnd: int, needed: bool) -> None:
+        """Start downloading the round's updates as their UpdateSubmitted events appear: always when
+        this member leads or verifies (`needed`), and from the submission phase on when models are
+        small enough (`prefetch_max_bytes`) that every member holding every update costs little;
+        then the round's leader and verifiers find them local when the round closes."""
+        if not needed and (self._model_bytes is None or self._model_bytes > self.prefetch_max_bytes):
+            return
+        latest = self.chain.block_number()
+        if latest < self._scanned_block:  # the chain node came back with fewer blocks: rescan
+            self._scanned_block, self._seen_updates = -1, {}
+        if latest > self._scanned_block:
+            start = max(self.from_block, self._scanned_block + 1)
+            for e in self.chain.events(from_block=start, to_block=latest, names=["UpdateSubmitted"], task=self.task):
+                upd = UpdateRecord(e["member"], e["cid"], e["sha256"], e["numSamples"])
+                self._seen_updates.setdefault(e["round"], {})[upd.sha256] = upd
+            self._scanned_block = latest
+        for upd in self._seen_updates.get(rnd, {}).values():
+            if upd.member != self.me:
+                self.downloads.get(upd.cid, upd.sha256, self._update_path(rnd, upd.sha256), source=upd.member)
+
+    def prune(self, rnd: int) -> None:
+        """Forget other members' update files of rounds before the previous one (the chain and IPFS
+        keep them; `keep_others_updates` keeps the local copies too)."""
+        if rnd - 1 <= self._pruned_below:
+            return
+        for r in range(self._pruned_below, rnd - 1):
+            self._seen_updates.pop(r, None)
+            if not self.keep_others_updates:
+                for f in (self.work_dir / "updates").glob(f"r{r}-*.safetensors"):
+                    f.unlink(missing_ok=True)
+        self.downloads.forget_old()
+        self._pruned_below = rnd - 1
+
+    def _record(self, **fields: Any) -> None:
+        fields.setdefault("member", self.me)
+        fields.setdefault("org", self.name)
+        fields["time"] = time.time()
+        with open(self.metrics_path, "a") as fh:
+            fh.write(json.dumps(fields) + "\n")
+
+
+def _excluded(excluded: list[tuple[UpdateRecord, str]]) -> list[dict[str, str]]:
+    return [{"member": u.member, "sha256": u.sha256, "reason": why} for u, why in excluded]

@@ -1,0 +1,132 @@
+"""The aggregate of a round as the leader, every verifier and the auditor compute it.
+
+One function, so the three can never drift apart: take the round's updates as the chain lists
+them (UpdateSubmitted events, every epoch), obtain each one's bytes, exclude the unusable ones by
+the same deterministic rule (the content decides, through the stable `reason_code` of
+`StorageError`/`ModelRejected`), aggregate the rest with the task's rule in canonical hash order,
+and write the global model with its fixed metadata. How the bytes are obtained is the caller's
+business (`fetch`): a peer downloads into its work directory, the auditor hands over files it
+already fetched and checked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fedledger.aggregation.fedcurv import FEDCURV_PREFIX, sum_fedcurv_terms
+from fedledger.aggregation.registry import aggregate
+
+from ..errors import StorageError
+from ..protocol.meta import global_meta, update_meta
+from ..storage.ipfs import IpfsTimeout
+from ..storage.modelfile import ModelSpec, open_model, write_model_file
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    """An update as the chain records it (one UpdateSubmitted event)."""
+
+    member: str
+    cid: str
+    sha256: str
+    num_samples: int
+
+
+@dataclass
+class AggregateResult:
+    path: Path
+    sha256: str
+    included: list[UpdateRecord]
+    excluded: list[tuple[UpdateRecord, str]]  # (update, reason code)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class NoValidUpdate(RuntimeError):
+    """Every update of the round was excluded: there is nothing to aggregate."""
+
+    def __init__(self, rnd: int, excluded: list[tuple[UpdateRecord, str]]):
+        self.round = rnd
+        self.excluded = excluded
+        reasons = ", ".join(f"{u.member[:10]}: {why}" for u, why in excluded) or "no update was submitted"
+        super().__init__(f"round {rnd}: no valid update to aggregate ({reasons})")
+
+
+class _Part:
+    """A layer-by-layer view of an update restricted to some of its tensors."""
+
+    def __init__(self, source, names: list[str]):
+        self._source, self._names = source, names
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+    def get_tensor(self, name: str):
+        return self._source.get_tensor(name)
+
+
+def aggregate_with_fedcurv(rule_id: str, rule_params: bytes, readers: Sequence, included: Sequence[UpdateRecord]):
+    """The task's rule over the model tensors; for FedCurv tasks, whose updates also carry
+    `fedcurv.*` Fisher terms, those terms are summed over the members (Shoham et al. 2019), in the
+    same canonical hash order, so verifiers reproduce them bit for bit."""
+    names = list(readers[0].keys())
+    model_names = [n for n in names if not n.startswith(FEDCURV_PREFIX)]
+    curv_names = [n for n in names if n.startswith(FEDCURV_PREFIX)]
+    hashes = [u.sha256 for u in included]
+    weights = [u.num_samples for u in included]
+    if not curv_names:
+        return aggregate(rule_id, rule_params, readers, weights, hashes)
+    tensors = aggregate(rule_id, rule_params, [_Part(r, model_names) for r in readers], weights, hashes)
+    order = sorted(range(len(readers)), key=lambda i: hashes[i])
+    tensors.update(sum_fedcurv_terms([{n: readers[i].get_tensor(n) for n in curv_names} for i in order]))
+    return tensors
+
+
+def build_aggregate(
+    *,
+    task: int,
+    rnd: int,
+    parent_sha: str,
+    rule_id: str,
+    rule_params: bytes,
+    spec: ModelSpec,
+    updates: Sequence[UpdateRecord],
+    fetch: Callable[[UpdateRecord], Path],
+    out: Path,
+) -> AggregateResult:
+    """Validate, exclude and aggregate `updates`, write the global model to `out`.
+
+    `fetch(update)` returns a local file holding the update's bytes; it may raise `IpfsTimeout`
+    (the update is excluded as `unavailable`) or any other `StorageError` (excluded with its
+    `reason_code`). The file is then checked against the chain's sha256, the task's model spec and
+    the metadata the chain implies. Raises `NoValidUpdate` when nothing is left to aggregate.
+    """
+    t0 = time.perf_counter()
+    included: list[UpdateRecord] = []
+    excluded: list[tuple[UpdateRecord, str]] = []
+    readers = []
+    try:
+        for upd in updates:
+            try:
+                path = fetch(upd)
+                readers.append(open_model(path, upd.sha256, spec,
+                                          expected_meta=update_meta(task, rnd, parent_sha, upd.member)))
+                included.append(upd)
+            except IpfsTimeout:
+                excluded.append((upd, "unavailable"))
+            except StorageError as exc:  # IntegrityError, ModelRejected, size limits: a stable code
+                excluded.append((upd, exc.reason_code))
+        if not included:
+            raise NoValidUpdate(rnd, excluded)
+        t1 = time.perf_counter()
+        tensors = aggregate_with_fedcurv(rule_id, rule_params, readers, included)
+    finally:
+        for r in readers:
+            r.close()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sha = write_model_file(out, tensors, global_meta(task, rnd, parent_sha, rule_id))
+    t2 = time.perf_counter()
+    return AggregateResult(out, sha, included, excluded, {"fetch": t1 - t0, "aggregate": t2 - t1})

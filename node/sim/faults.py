@@ -1,0 +1,134 @@
+"""Faults and attacks of a simulation, on real processes: which organisation misbehaves how
+(written into its node config's `[adversary]` section), and the injector that kills, restarts and
+stalls node processes, IPFS nodes and the chain node as the chain reaches the given rounds."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..errors import InputError
+from ..peer.adversary import Adversary
+from ..protocol.types import Phase
+from ..storage.daemon import connect_all
+from .nodes import spawn_node
+from .options import SimOptions
+
+
+def parse_fault(spec: str | None, names: list[str]) -> tuple[str, int] | None:
+    if not spec:
+        return None
+    name, _, rnd = spec.partition("@")
+    if name not in names or not rnd.isdigit():
+        raise InputError(f"fault {spec!r}: expected NAME@ROUND with NAME one of {', '.join(names)}")
+    return name, int(rnd)
+
+
+def parse_rounds(spec: str | None, rounds: int) -> list[int]:
+    if not spec:
+        return []
+    if spec == "all":
+        return list(range(1, rounds + 1))
+    try:
+        return [int(x) for x in spec.split(",")]
+    except ValueError:
+        raise InputError(f"rounds {spec!r}: expected 'all' or a comma-separated list like 2,4") from None
+
+
+def plan_adversaries(opts: SimOptions, names: list[str]) -> dict[str, dict]:
+    """Which organisation misbehaves how: written into its node config's [adversary] section."""
+    plan: dict[str, dict] = {}
+    if opts.attackers:
+        if opts.attackers >= len(names):
+            raise InputError(f"--attackers {opts.attackers} leaves no honest organisation out of {len(names)}")
+        kind, _, arg = opts.attack.partition(":")
+        entry = {"malformed": arg or "cycle"} if kind == "malformed" else {"attack": opts.attack}
+        Adversary.from_dict(entry)  # validate before anything starts
+        for name in names[-opts.attackers:]:
+            plan.setdefault(name, {}).update(entry)
+    byz = parse_rounds(opts.byzantine_leader_at, opts.rounds)
+    hold = [opts.kill_leader_at] if opts.kill_leader_at else []
+    for name in names:
+        if byz:
+            plan.setdefault(name, {})["byzantine_leader_rounds"] = byz
+        if hold:
+            plan.setdefault(name, {})["hold_before_publish_rounds"] = hold
+    return plan
+
+
+class FaultInjector:
+    """Applies the requested faults to real processes as the chain reaches the given rounds."""
+
+    def __init__(self, opts: SimOptions, names, members, procs, anvil, daemon_of: dict, out: Path, password: str,
+                 say: Callable[[str], None], faults: list[dict]):
+        self.opts, self.names, self.procs, self.anvil, self.out = opts, names, procs, anvil, out
+        self.daemons = dict(daemon_of)  # organisation name -> its IPFS daemon
+        self.name_of = dict(zip(members, names))
+        self.password, self.say, self.faults = password, say, faults
+        self.restart = parse_fault(opts.restart_org, names)
+        self.drop = parse_fault(opts.drop_org, names)
+        self.ipfs = parse_fault(opts.restart_ipfs, names)
+        self.kill_leader_at = opts.kill_leader_at
+        self.chain_at = opts.restart_chain_at
+        self.killed_leader: dict | None = None
+
+    def _kill(self, name: str) -> None:
+        self.procs[name].kill()
+        self.procs[name].wait()
+
+    def _respawn(self, name: str) -> None:
+        self.procs[name] = spawn_node(self.out / "orgs" / name / "node.toml", self.out / "orgs" / name / "node.log",
+                                      self.password)
+
+    def step(self, state, info) -> None:
+        rnd = state.current_round
+        if self.restart and rnd == self.restart[1]:
+            name = self.restart[0]
+            self._kill(name)
+            self._respawn(name)
+            self.say(f"fault: killed {name}'s node process (SIGKILL) as round {rnd} opened; restarted it")
+            self.faults.append({"round": rnd, "fault": "restart_org", "org": name, "time": time.time()})
+            self.restart = None
+        if self.drop and rnd == self.drop[1]:
+            name = self.drop[0]
+            self._kill(name)
+            self.say(f"fault: killed {name}'s node process (SIGKILL) for good as round {rnd} opened")
+            self.faults.append({"round": rnd, "fault": "drop_org", "org": name, "time": time.time()})
+            self.drop = None
+        if self.ipfs and rnd == self.ipfs[1]:
+            name = self.ipfs[0]
+            daemon = self.daemons[name]
+            t0 = time.time()
+            daemon.stop()
+            daemon.start()
+            connect_all(list({id(d): d for d in self.daemons.values()}.values()))
+            self.say(f"fault: restarted {name}'s IPFS node ({time.time() - t0:.1f} s)")
+            self.faults.append({"round": rnd, "fault": "restart_ipfs", "org": name, "time": t0,
+                                "seconds": round(time.time() - t0, 2)})
+            self.ipfs = None
+        if self.chain_at and rnd == self.chain_at:
+            t0 = time.time()
+            self.anvil.stop()  # SIGTERM: Anvil writes its state file
+            self.anvil.start()  # same port, state restored from the file
+            self.say(f"fault: restarted the chain node from its state file ({time.time() - t0:.1f} s)")
+            self.faults.append({"round": rnd, "fault": "restart_chain", "time": t0, "seconds": round(time.time() - t0, 2)})
+            self.chain_at = None
+        if (self.kill_leader_at and rnd == self.kill_leader_at and info is not None
+                and info.phase == Phase.AGGREGATION and info.attempt == 0 and info.leader):
+            name = self.name_of[info.leader]
+            self._kill(name)
+            self.say(f"fault: killed round {rnd}'s elected leader {name} (SIGKILL) before it published")
+            self.killed_leader = {"round": rnd, "fault": "kill_leader", "org": name, "time": time.time(),
+                                  "deadline": info.deadline}
+            self.faults.append(self.killed_leader)
+            self.kill_leader_at = None
+
+    def round_finalized(self, rnd: int, when: float) -> None:
+        k = self.killed_leader
+        if k and k["round"] == rnd and "failover_seconds" not in k:
+            k["failover_seconds"] = round(when - k["time"], 2)
+            k["finalized_after_deadline_seconds"] = round(when - k["deadline"], 2)
+            self._respawn(k["org"])  # the organisation comes back for the next rounds
+            self.say(f"round {rnd} finalized {k['failover_seconds']:.1f} s after its leader was killed; "
+                     f"{k['org']} restarted")

@@ -1,0 +1,118 @@
+"""What `fedledger sim` is asked to do: one options object, declared once.
+
+Each field carries its help line; the `sim` command builds one command-line option per field from
+this declaration (`--ipfs-nodes` is `ipfs_nodes`), and `report.json` records the options under the
+same names. Local training is `training`: the settings given for it (the rest are the workload's
+defaults), with the same names as `TrainingConfig`'s fields. Everything is checked before a single
+service starts (`SimOptions.check`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from fedledger.aggregation.registry import RULES
+
+from .. import defaults
+from ..errors import InputError
+from ..training.workloads import WORKLOADS
+
+FAULTS = "Faults and attacks"
+
+
+def _opt(default: Any, help: str, *, flags: tuple[str, ...] | None = None, panel: str | None = None,
+         lo: float | None = None, hi: float | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "flags": flags, "panel": panel, "lo": lo, "hi": hi})
+
+
+@dataclass
+class SimOptions:
+    orgs: int = _opt(defaults.SIM_ORGS, "Number of organisations (one node process and IPFS node each).", lo=1, hi=200)
+    rounds: int = _opt(defaults.ROUNDS, "Rounds to run.", lo=1)
+    workload: str = _opt(defaults.WORKLOAD, f"Built-in workload (model and data): {', '.join(WORKLOADS)}.")
+    data: str | None = _opt(None, "Data path for workloads that read files (cifar10-cnn: the directory of CIFAR-10 "
+                                  "binary batches).")
+    partition: str = _opt(defaults.SIM_PARTITION, "How data is split: iid, dirichlet:ALPHA, shards:K, skew:DEF.")
+    rule: str = _opt(defaults.RULE, f"Aggregation rule: {', '.join(RULES)}.")
+    rule_params: str = _opt("{}", 'Rule parameters as JSON, e.g. \'{"beta": 0.1}\' for trimmed_mean.')
+    verifiers: int = _opt(defaults.VERIFIERS, "Verifiers per round; 0 trusts the leader.", lo=0,
+                          hi=defaults.MAX_VERIFIERS)
+    quorum: int | None = _opt(None, "Agreeing verifiers needed to finalize (default: all verifiers).", lo=0)
+    seed: int = _opt(0, "Seed for the genesis model, the data split and local training.", lo=0)
+    out: str = _opt(defaults.SIM_OUT, "Run directory: report, plot, chain state and IPFS repos.")
+    timeout: float = _opt(defaults.SIM_TIMEOUT, "Give up after this many seconds.", lo=1)
+    submission_window: int = _opt(defaults.SIM_SUBMISSION_WINDOW,
+                                  "Seconds a round accepts updates before it may close with fewer than all "
+                                  "organisations (it closes at once when all have submitted).", lo=1)
+    aggregation_window: int = _opt(defaults.AGGREGATION_WINDOW,
+                                   "Seconds an elected leader has to publish before anyone may time it out.", lo=1)
+    verification_window: int = _opt(defaults.VERIFICATION_WINDOW, "Seconds the verifiers have to attest.", lo=1)
+    ipfs_nodes: int | None = _opt(None, "Share this many IPFS nodes among the organisations (organisation i uses "
+                                        "node i mod K) to fit large simulations in memory; default: one each.")
+    gateways: bool = _opt(True, "Fetch each model first from the IPFS HTTP gateway of the member who stored it "
+                                "(hash-checked, falling back to the swarm), or only through each organisation's own "
+                                "node and the swarm (bitswap).", flags=("--gateways/--swarm-only",))
+    # Faults and attacks, each on real processes:
+    restart_org: str | None = _opt(None, "Fault: SIGKILL NAME's node process when round ROUND opens and restart it, "
+                                         "e.g. org2@2.", panel=FAULTS)
+    drop_org: str | None = _opt(None, "Fault: SIGKILL NAME's node process when round ROUND opens, for good, e.g. "
+                                      "org3@2.", panel=FAULTS)
+    kill_leader_at: int | None = _opt(None, "Fault: SIGKILL the elected leader of this round before it publishes.",
+                                      panel=FAULTS, lo=1)
+    byzantine_leader_at: str | None = _opt(None, "Attack: the first leader of these rounds publishes a wrong "
+                                                 "aggregate: 3, 2,4 or all.", panel=FAULTS)
+    attackers: int = _opt(0, "Attack: the last K organisations send poisoned updates (see --attack).", panel=FAULTS,
+                          lo=0)
+    attack: str = _opt("signflip", "signflip, scale:X, noise:SIGMA, labelflip, or malformed:KIND (malformed:cycle "
+                                   "tries a different kind each round).", panel=FAULTS)
+    restart_chain_at: int | None = _opt(None, "Fault: stop the chain node when this round opens and restart it from "
+                                              "its state file.", panel=FAULTS, lo=1)
+    restart_ipfs: str | None = _opt(None, "Fault: restart NAME's IPFS node when round ROUND opens, e.g. org1@2.",
+                                    panel=FAULTS)
+    #: Local training settings given (TrainingConfig's names); the others are the workload's defaults.
+    training: dict[str, Any] = field(default_factory=dict, metadata={"cli": False})
+
+    def check(self) -> None:
+        """Refuse what cannot run, before anything starts: `InputError` naming the option."""
+        from dataclasses import fields
+
+        for f in fields(self):
+            lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+            value = getattr(self, f.name)
+            if value is None or (lo is None and hi is None):
+                continue
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                bounds = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+                raise InputError(f"--{f.name.replace('_', '-')} must be {bounds}, got {value}")
+        if self.workload not in WORKLOADS:
+            raise InputError(f"--workload {self.workload!r} is not a built-in workload: {', '.join(WORKLOADS)}")
+        if self.rule not in RULES:
+            raise InputError(f"--rule {self.rule!r} is not a rule: {', '.join(RULES)}")
+        from fedledger.aggregation.registry import encode_params
+
+        try:
+            encode_params(self.rule, self.rule_params_dict())
+        except ValueError as exc:
+            raise InputError(f"--rule-params: {exc}") from exc
+        if self.ipfs_nodes is not None and not 1 <= self.ipfs_nodes <= self.orgs:
+            raise InputError(f"--ipfs-nodes must be between 1 and --orgs ({self.orgs}), got {self.ipfs_nodes}")
+        from ..training.partition import parse_scheme
+
+        parse_scheme(self.partition)
+        self.resolved_training()
+
+    def rule_params_dict(self) -> dict[str, Any]:
+        try:
+            params = json.loads(self.rule_params)
+        except ValueError as exc:
+            raise InputError(f"--rule-params is not valid JSON: {exc}") from exc
+        if not isinstance(params, dict):
+            raise InputError("--rule-params must be a JSON object, e.g. '{\"beta\": 0.1}'")
+        return params
+
+    def resolved_training(self):
+        """The TrainingConfig every node runs: the workload's defaults, the settings given, the seed."""
+        base = WORKLOADS[self.workload].default_config
+        return base.overridden({**self.training, "seed": self.seed})
