@@ -174,7 +174,7 @@ def test_cli_exits_0_with_a_verified_table_for_an_honest_federation(ledger, ipfs
 # --------------------------------------------------------------------------- tampering, one kind per test
 
 
-def test_global_model_cid_whose_bytes_differ_from_the_recorded_sha256_exits_1_with_hash_mismatch(
+def test_global_model_cid_whose_bytes_differ_from_the_recorded_sha256_exits_5_with_hash_mismatch(
         ledger, ipfs_node, tmp_path):
     def publish_other_bytes(rnd, tensors, meta, ipfs, *_):
         other = dict(tensors, **{"dense.bias": tensors["dense.bias"] + 1})
@@ -199,7 +199,7 @@ def drop_org3(rnd, tensors, meta, ipfs, records, fetch, spec, tmp):
     return ipfs.add_file(wrong.path), wrong.sha256
 
 
-def test_leader_that_left_out_an_update_exits_1_with_aggregate_mismatch_naming_it(ledger, ipfs_node, tmp_path):
+def test_leader_that_left_out_an_update_exits_5_with_aggregate_mismatch_naming_it(ledger, ipfs_node, tmp_path):
     fed = federate(ledger, ipfs_node, tmp_path, cheat=drop_org3)
     res = audit_cli(*fed.cli_args())
     assert res.exit_code == EXIT_BROKEN, res.output
@@ -209,7 +209,7 @@ def test_leader_that_left_out_an_update_exits_1_with_aggregate_mismatch_naming_i
     assert "equals the aggregate without the update of org3" in line
 
 
-def test_update_no_node_has_times_out_and_exits_1_naming_the_update(ledger, ipfs_node, tmp_path):
+def test_update_no_node_has_times_out_and_exits_5_naming_the_update(ledger, ipfs_node, tmp_path):
     fed = federate(ledger, ipfs_node, tmp_path, missing_update_of=2)
     missing = next(u for u in fed.updates[0] if u["name"] == "org2")
     res = audit_cli(*fed.cli_args(), "--fetch-timeout", "1.5")
@@ -220,7 +220,7 @@ def test_update_no_node_has_times_out_and_exits_1_naming_the_update(ledger, ipfs
     assert "the global model equals the aggregate of the other 2 updates" in res.stdout
 
 
-def test_global_model_whose_metadata_names_another_parent_exits_1_with_parent_link(ledger, ipfs_node, tmp_path):
+def test_global_model_whose_metadata_names_another_parent_exits_5_with_parent_link(ledger, ipfs_node, tmp_path):
     def wrong_parent(rnd, tensors, meta, ipfs, *_):
         data = write_model(tensors, dict(meta, parent=hashlib.sha256(b"another model").hexdigest()))
         return ipfs.add_bytes(data), hashlib.sha256(data).hexdigest()

@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from eth_account import Account
 
 from fedledger.aggregation.registry import encode_params
 from fedledger.node.audit import audit_run
 from fedledger.node.peer.adversary import MALFORMED_KINDS, Adversary
-from fedledger.node.chain.client import ChainClient
 from fedledger.node.protocol import TaskConfig
 from fedledger.node.storage.ipfs import IpfsClient
 from fedledger.node.storage.modelfile import ModelSpec, write_model_file

@@ -30,7 +30,7 @@ import pytest
 from fedledger.node.procs import wait_until
 from fedledger.node.peer.config import NodeConfig
 from fedledger.node.chain.devnet import DEV_KEYS, anvil_binary
-from fedledger.node.storage.daemon import OrgIpfsDaemon
+from fedledger.node.storage.orgnode import OrgIpfsDaemon
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

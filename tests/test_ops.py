@@ -29,7 +29,7 @@ from fedledger.node.chain.keys import create_keystore, load_account
 from fedledger.node.storage.modelfile import ModelSpec
 from fedledger.node.cli.app import app as fedledger_app
 from fedledger.node.errors import EXIT_INPUT, EXIT_REFUSED, EXIT_UNREACHABLE
-from fedledger.node.storage.daemon import OrgIpfsDaemon
+from fedledger.node.storage.orgnode import OrgIpfsDaemon
 
 ROOT = Path(__file__).resolve().parent.parent
 PW_ENV = "FL_OPS_TEST_PASSWORD"

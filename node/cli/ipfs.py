@@ -8,7 +8,8 @@ from typing import Any, Mapping, Optional
 import typer
 
 from ..errors import EXIT_UNREACHABLE, InputError
-from ..storage.daemon import META_FILE, OrgIpfsDaemon
+from ..storage.daemon import META_FILE
+from ..storage.orgnode import OrgIpfsDaemon
 from .output import EXIT_CODES_HELP, emit, json_opt, reflow, reporting
 
 

@@ -142,7 +142,8 @@ def name_of(members: dict, address: str | None) -> str | None:
 
 def ipfs_api_of(ipfs_api: Optional[str], ipfs_repo: Optional[Path]) -> str | None:
     """The IPFS API URL an operator named: given directly, or read from a dev node's repo."""
-    from ..storage.daemon import META_FILE, OrgIpfsDaemon
+    from ..storage.daemon import META_FILE
+    from ..storage.orgnode import OrgIpfsDaemon
 
     if ipfs_repo is not None and ipfs_api is not None:
         raise InputError("give --ipfs-api or --ipfs-repo, not both")

@@ -30,7 +30,7 @@ from .access import name_of
 def load_genesis_file(path: Path, builtin: str | None = None) -> dict[str, Any]:
     """The tensors of a user's safetensors file, validated as a genesis model: readable without
     executing anything, every dtype one the model format supports, every value finite, tensor
-    names valid, and (given `builtin`) exactly the names, shapes and dtypes that built-in task's
+    names valid, and (given `builtin`) exactly the names, shapes and dtypes that built-in workload's
     model has, so every member's trainer can load it."""
     path = Path(path).expanduser()
     try:
@@ -72,7 +72,7 @@ def load_genesis_file(path: Path, builtin: str | None = None) -> dict[str, Any]:
 
 
 def genesis_weights(builtin: str | None, seed: int, genesis_file: Path | None) -> dict[str, Any]:
-    """The genesis model: a built-in task's initial weights for `seed`, or a user's file."""
+    """The genesis model: a built-in workload's initial weights for `seed`, or a user's file."""
     if genesis_file is not None:
         return load_genesis_file(genesis_file, builtin)
     if builtin is None:

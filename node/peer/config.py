@@ -136,11 +136,12 @@ class NodeConfig:
                 raise ConfigError(f"{path}: [{name}] must be a table")
             values = {}
             for f in fields(kind):
-                if f.name not in table:
-                    if f.metadata["required"]:
-                        raise ConfigError(f"{path}: [{name}] {f.name} is required")
-                    continue
-                values[f.name] = _value(path, name, f, table[f.name], base)
+                if f.name in table:
+                    values[f.name] = _value(path, name, f, table[f.name], base)
+                elif f.metadata["required"]:
+                    raise ConfigError(f"{path}: [{name}] {f.name} is required")
+                elif f.type == "Path":  # a default path is relative to the config file too
+                    values[f.name] = _value(path, name, f, str(f.default), base)
             sections[name] = kind(**values)
         try:
             training = TrainingConfig.from_dict(doc.get("training", {}), where=f"{path}: [training]")

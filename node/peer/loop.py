@@ -21,6 +21,7 @@ import numpy as np
 
 from fedledger.aggregation.registry import aggregates_match, tolerance
 
+from .. import defaults
 from ..chain.client import ChainClient
 from ..chain.heads import HeadWatcher
 from ..errors import ChainError, ContractRevert, StorageError
@@ -83,7 +84,7 @@ class Peer:
         self.prefetch_max_bytes = int(storage.prefetch_max_mb * 2**20)
         self.me = chain.sender
         self.config = chain.task_config(task)
-        self.fetch_timeout = fetch_timeout if fetch_timeout is not None else 60.0
+        self.fetch_timeout = fetch_timeout if fetch_timeout is not None else defaults.FETCH_TIMEOUT
         self.spec = ModelSpec.from_json(self.ipfs.cat(self.config.model_spec_cid, timeout=self.fetch_timeout))
         self.metrics_path = self.work_dir / "metrics.jsonl"
         self.work_dir.mkdir(parents=True, exist_ok=True)

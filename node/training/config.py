@@ -12,6 +12,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
+import numpy as np
+
 from ..errors import InputError
 
 
@@ -92,9 +94,4 @@ def check(name: str, value: Any, type_: Any, lo: float | None = None, hi: float 
 
 
 def _is_int(value: Any) -> bool:
-    try:
-        import numpy as np
-
-        return isinstance(value, (int, np.integer))
-    except ImportError:  # pragma: no cover
-        return isinstance(value, int)
+    return isinstance(value, (int, np.integer))
