@@ -5,6 +5,10 @@ parameters as canonical JSON bytes (``encode_params``): compact, keys sorted, AS
 parameter present with defaults filled in, values validated. Two equal parameter sets therefore
 always have identical bytes, and the leader and every verifier decode the same values.
 
+Every rule also takes the bounding parameters of ``BOUNDS`` (bounds.py): ``weight_cap`` clips each
+sample-count claim at a multiple of the round's median claim (for the rules that use weights),
+``max_norm`` / ``norm_cap`` bound each update's change from the parent, and ``norm_clip`` says
+whether an update beyond the bound is scaled back onto it or excluded. ``bound`` applies them;
 ``aggregate`` is what the leader and the verifiers call: it orders the updates by hash and
 applies the rule. ``aggregates_match`` is how a verifier compares its recomputation with the
 leader's aggregate: bit for bit for the exact rules, within ``tolerance`` for the others.
@@ -21,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ._core import AggregationError, Model, UpdateSource
+from .bounds import bound_updates, cap_weights
 from .mean import fedavg
 from .robust import (
     bulyan,
@@ -86,16 +91,27 @@ class Rule:
     function: Callable[..., Model]
     exact: bool
     tolerance_of: Callable[[dict[str, Any]], tuple[float, float]] | None = None
+    #: Whether the rule weighs updates by their sample counts (a member's own claim).
+    uses_weights: bool = False
+
+    @property
+    def all_params(self) -> tuple[Param, ...]:
+        return self.params + BOUNDS
 
     def validate(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         """Parameters with defaults filled in and every value checked; unknown names refused."""
         params = dict(params or {})
-        known = {p.name for p in self.params}
+        known = {p.name for p in self.all_params}
         unknown = sorted(set(params) - known)
         if unknown:
             have = ", ".join(sorted(known)) or "none"
             raise AggregationError(f"{self.id} has no parameter {unknown[0]!r}; its parameters are: {have}")
-        return {p.name: p.check(self.id, params.get(p.name, p.default)) for p in self.params}
+        return {p.name: p.check(self.id, params.get(p.name, p.default)) for p in self.all_params}
+
+    def own(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The rule's own parameters out of a validated set (without the bounds)."""
+        mine = {p.name for p in self.params}
+        return {k: v for k, v in params.items() if k in mine}
 
     def tolerance(self, params: Mapping[str, Any] | None = None) -> tuple[float, float] | None:
         if self.exact or self.tolerance_of is None:
@@ -109,7 +125,7 @@ class Rule:
         hashes: Sequence[bytes | str] | None,
         params: Mapping[str, Any] | None = None,
     ) -> Model:
-        return self.function(updates, weights, hashes=hashes, **self.validate(params))
+        return self.function(updates, weights, hashes=hashes, **self.own(self.validate(params)))
 
 
 #: Allowed relative difference (over the whole model, L2) for rules verified within a tolerance,
@@ -117,6 +133,16 @@ class Rule:
 SELECTION_RTOL = 1e-6
 
 _F = Param("f", "int", 1, 0, _MAX_COUNT, doc="number of Byzantine updates to tolerate")
+
+#: Bounds every rule takes (bounds.py), applied before it by the leader, the verifiers and the audit.
+BOUNDS = (
+    Param("weight_cap", "float", 3.0, 0.0, 1e6, doc="clip each sample-count claim at this multiple of the "
+          "round's median claim (0: no cap); only rules that use weights see them"),
+    Param("max_norm", "float", 0.0, 0.0, 1e30, doc="bound on ||update - parent||_2 (0: none)"),
+    Param("norm_cap", "float", 10.0, 0.0, 1e6, doc="bound on ||update - parent||_2 at this multiple of the "
+          "round's median (0: none); with max_norm, the smaller bound holds"),
+    Param("norm_clip", "bool", True, doc="true: scale an update beyond the bound back onto it; false: exclude it"),
+)
 
 RULES: dict[str, Rule] = {
     r.id: r
@@ -128,6 +154,7 @@ RULES: dict[str, Rule] = {
             (),
             lambda u, w, hashes: fedavg(u, w, hashes=hashes),
             exact=True,
+            uses_weights=True,
         ),
         Rule(
             "median",
@@ -159,6 +186,7 @@ RULES: dict[str, Rule] = {
             ),
             exact=False,
             tolerance_of=lambda p: (max(10 * p["tol"], SELECTION_RTOL), 0.0),
+            uses_weights=True,
         ),
         Rule(
             "krum",
@@ -181,6 +209,7 @@ RULES: dict[str, Rule] = {
             lambda u, w, hashes, f, m, weighted: multi_krum(u, f, m, w, weighted=weighted, hashes=hashes),
             exact=False,
             tolerance_of=lambda p: (SELECTION_RTOL, 0.0),
+            uses_weights=True,  # when its `weighted` parameter is true
         ),
         Rule(
             "bulyan",
@@ -267,6 +296,41 @@ def _params(rule: Rule, params: Mapping[str, Any] | bytes | bytearray | memoryvi
     if isinstance(params, (bytes, bytearray, memoryview)):
         return decode_params(rule.id, params)
     return rule.validate(params)
+
+
+@dataclass
+class Bounded:
+    """The updates of a round after the bounds: what the rule aggregates, and what was changed."""
+
+    updates: list[UpdateSource]
+    weights: list[float]
+    hashes: list[bytes | str]
+    excluded: list[int]  # positions (in the given order) beyond the norm bound, when not clipped
+    clipped: list[int]  # positions scaled back onto the norm bound
+    norms: list[float]  # ||update - parent|| of each given update (empty when no norm bound)
+
+
+def bound(
+    rule_id: str | bytes,
+    params: Mapping[str, Any] | bytes | None,
+    updates: Sequence[UpdateSource],
+    weights: Sequence[int | float],
+    hashes: Sequence[bytes | str],
+    parent: UpdateSource | None = None,
+    names: Sequence[str] | None = None,
+) -> Bounded:
+    """Apply the task's bounds (weight cap, norm bound) to a round's updates, in the given order.
+    `parent` is the round's parent model (needed when a norm bound is set); `names` the tensors
+    the norm is taken over (default: all of the parent's)."""
+    rule = get_rule(rule_id)
+    p = _params(rule, params)
+    sources, excluded, clipped, norms = bound_updates(
+        updates, parent, max_norm=p["max_norm"], norm_cap=p["norm_cap"], clip=p["norm_clip"], names=names)
+    keep = [i for i in range(len(sources)) if i not in set(excluded)]
+    ws = [float(weights[i]) for i in keep]
+    if rule.uses_weights and ws:
+        ws = cap_weights(ws, p["weight_cap"])
+    return Bounded([sources[i] for i in keep], ws, [hashes[i] for i in keep], excluded, clipped, norms)
 
 
 def aggregate(

@@ -56,12 +56,19 @@ def test_unknown_rule_id_lists_the_known_ones():
         get_rule("fedprox")
 
 
+BOUNDS = {"max_norm": 0.0, "norm_cap": 10.0, "norm_clip": True, "weight_cap": 3.0}
+BOUNDS_DEFAULT = '"max_norm":0.0,"norm_cap":10.0,"norm_clip":true,"weight_cap":3.0'
+
+
 def test_encoded_params_are_compact_sorted_ascii_json_with_defaults():
-    assert encode_params("fedavg", {}) == b"{}"
-    assert encode_params("trimmed_mean") == b'{"beta":0.2}'
-    assert encode_params("geomedian", {"tol": 1e-5}) == b'{"eps":1e-06,"max_iter":100,"tol":1e-05}'
-    assert encode_params("multikrum", {"f": 2}) == b'{"f":2,"m":null,"weighted":false}'
-    assert encode_params(rule_id_bytes32("krum"), {"f": 0}) == b'{"f":0}'
+    assert encode_params("fedavg", {}) == ("{" + BOUNDS_DEFAULT + "}").encode()
+    assert encode_params("trimmed_mean") == ('{"beta":0.2,' + BOUNDS_DEFAULT + "}").encode()
+    assert encode_params("geomedian", {"tol": 1e-5}) == (
+        b'{"eps":1e-06,"max_iter":100,"max_norm":0.0,"norm_cap":10.0,"norm_clip":true,"tol":1e-05,"weight_cap":3.0}')
+    assert encode_params("multikrum", {"f": 2}) == (
+        b'{"f":2,"m":null,"max_norm":0.0,"norm_cap":10.0,"norm_clip":true,"weight_cap":3.0,"weighted":false}')
+    assert encode_params(rule_id_bytes32("krum"), {"f": 0, "norm_cap": 0}) == (
+        '{"f":0,"max_norm":0.0,"norm_cap":0.0,"norm_clip":true,"weight_cap":3.0}').encode()
 
 
 @settings(max_examples=40, deadline=None)
@@ -75,7 +82,7 @@ def test_equal_parameter_sets_encode_to_identical_bytes(beta, as_int, tol, max_i
     a = encode_params("trimmed_mean", {"beta": beta})
     b = encode_params("trimmed_mean", {"beta": float(beta)})
     assert a == b
-    assert decode_params("trimmed_mean", a) == {"beta": float(beta)}
+    assert decode_params("trimmed_mean", a) == {"beta": float(beta), **BOUNDS}
     p = {"max_iter": max_iter, "tol": tol, "eps": 1e-6}
     reordered = {"tol": float(tol), "eps": 1e-6, "max_iter": max_iter}
     assert encode_params("geomedian", p) == encode_params("geomedian", reordered)
@@ -87,9 +94,10 @@ def test_equal_parameter_sets_encode_to_identical_bytes(beta, as_int, tol, max_i
 
 
 def test_decode_accepts_empty_bytes_and_any_whitespace_or_key_order():
-    assert decode_params("median", b"") == {}
-    assert decode_params("bulyan", b"") == {"f": 1}
-    assert decode_params("multikrum", b' { "weighted" : true, "f" : 3 } ') == {"f": 3, "m": None, "weighted": True}
+    assert decode_params("median", b"") == BOUNDS
+    assert decode_params("bulyan", b"") == {"f": 1, **BOUNDS}
+    assert decode_params("multikrum", b' { "weighted" : true, "f" : 3 } ') == {"f": 3, "m": None, "weighted": True,
+                                                                                 **BOUNDS}
 
 
 @pytest.mark.parametrize(
@@ -108,7 +116,7 @@ def test_decode_accepts_empty_bytes_and_any_whitespace_or_key_order():
         ("multikrum", b'{"weighted":1}', r"'weighted' must be true or false; got 1"),
         ("bulyan", b'{"f":1,"f":2}', r"name 'f' twice"),
         ("bulyan", b'{"g":1}', r"bulyan has no parameter 'g'; its parameters are: f"),
-        ("fedavg", b'{"beta":0.1}', r"fedavg has no parameter 'beta'; its parameters are: none"),
+        ("fedavg", b'{"beta":0.1}', r"fedavg has no parameter 'beta'; its parameters are: max_norm, norm_cap, norm_clip, weight_cap"),
         ("median", b"[1]", r"must be a JSON object"),
         ("median", b"{", r"not valid JSON"),
         ("median", "{\"é\":1}".encode(), r"not ASCII JSON"),

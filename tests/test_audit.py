@@ -84,7 +84,7 @@ def federate(ledger, ipfs_node, tmp: Path, *, rounds: int = 1, rule: str = "feda
         rule_params=encode_params(rule, {}), min_participants=len(MEMBERS), max_participants=len(MEMBERS),
         submission_window=3600, aggregation_window=3600, verification_window=3600, verifiers_per_round=verifiers,
         quorum=verifiers, max_rounds=rounds))
-    parent, parent_tensors = gsha, genesis
+    parent, parent_tensors, parent_file = gsha, genesis, gpath
     fed = Federation(ledger, ipfs.api_url, task, [], [])
     for rnd in range(1, rounds + 1):
         files, records, ups = {}, [], []
@@ -115,13 +115,15 @@ def federate(ledger, ipfs_node, tmp: Path, *, rounds: int = 1, rule: str = "feda
             return files[upd.cid]
 
         honest = build_aggregate(task=task, rnd=rnd, parent_sha=parent, rule_id=rule, rule_params=encode_params(rule, {}),
-                                 spec=spec, updates=records, fetch=fetch, out=tmp / f"aggregate{rnd}.safetensors")
+                                 spec=spec, updates=records, fetch=fetch, out=tmp / f"aggregate{rnd}.safetensors",
+                                 parent=parent_file)
         tensors, meta = read_model(honest.path, honest.sha256, spec)
         client_of = lambda address: ledger.client([a.address for a in ledger.accounts].index(address))  # noqa: E731
         attempt = 0
         while True:
             if cheat is not None and rnd == rounds and attempt == 0:
-                cid, sha = cheat(rnd, {k: np.array(v) for k, v in tensors.items()}, meta, ipfs, records, fetch, spec, tmp)
+                cid, sha = cheat(rnd, {k: np.array(v) for k, v in tensors.items()}, meta, ipfs, records, fetch, spec, tmp,
+                                 parent_file)
             else:
                 cid, sha = ipfs.add_file(honest.path), honest.sha256
             tx = client_of(elected["leader"]).publish_aggregate(task, rnd, attempt, cid, sha)
@@ -133,7 +135,7 @@ def federate(ledger, ipfs_node, tmp: Path, *, rounds: int = 1, rule: str = "feda
             elected, attempt = tx.event("LeaderElected"), attempt + 1
         fed.globals.append({"cid": cid, "sha256": sha, "parent": parent, "leader": elected["leader"],
                             "attempts": attempt + 1})
-        parent, parent_tensors = sha, {k: np.array(v) for k, v in tensors.items()}
+        parent, parent_tensors, parent_file = sha, {k: np.array(v) for k, v in tensors.items()}, honest.path
     ipfs.close()
     return fed
 
@@ -191,11 +193,11 @@ def test_global_model_cid_whose_bytes_differ_from_the_recorded_sha256_exits_5_wi
     assert "published the right hash with the CID of other bytes" in res.stdout
 
 
-def drop_org3(rnd, tensors, meta, ipfs, records, fetch, spec, tmp):
+def drop_org3(rnd, tensors, meta, ipfs, records, fetch, spec, tmp, parent_file):
     """A leader's publication: the aggregate of every update but org3's."""
     wrong = build_aggregate(task=int(meta["task"]), rnd=rnd, parent_sha=meta["parent"], rule_id="fedavg",
                             rule_params=b"{}", spec=spec, updates=[r for r in records if r.num_samples != SAMPLES[3]],
-                            fetch=fetch, out=tmp / "wrong.safetensors")
+                            fetch=fetch, out=tmp / "wrong.safetensors", parent=parent_file)
     return ipfs.add_file(wrong.path), wrong.sha256
 
 

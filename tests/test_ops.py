@@ -355,7 +355,7 @@ def test_task_create_from_a_genesis_file_publishes_its_bytes_and_spec_and_opens_
     assert (cfg.rule_id, cfg.max_rounds, cfg.verifiers_per_round, cfg.quorum) == ("trimmed_mean", 3, 1, 1)
     assert (cfg.min_participants, cfg.max_participants) == (1, 2)  # from the 2 members
     shown = as_json(cli("task", "show", created["task"], "--deployment", chain.deployment, "--json"))
-    assert shown["config"]["rule_params"] == {"beta": 0.2}
+    assert shown["config"]["rule_params"]["beta"] == 0.2
     assert (shown["round"], shown["phase"], shown["lineage"]) == (1, "submission", [])
     assert json.loads((genesis_file.parent / "task.json").read_text())["task"] == created["task"]
     missing = cli("task", "show", created["task"] + 1, "--deployment", chain.deployment, "--json")

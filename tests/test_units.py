@@ -51,26 +51,30 @@ def _update(tmp_path, name: str, value: float, member: str, parent: str) -> tupl
 
 
 def test_build_aggregate_averages_in_canonical_order_and_excludes_by_reason_code(tmp_path):
-    parent = "ab" * 32
-    spec = ModelSpec.from_tensors({"w": np.zeros((2, 3), np.float32), "b": np.zeros((3,), np.float32)})
+    base = {"w": np.zeros((2, 3), np.float32), "b": np.zeros((3,), np.float32)}
+    parent_file = tmp_path / "parent.safetensors"
+    parent = write_model_file(parent_file, base, {"kind": "genesis", "task": "0", "round": "0", "rule": "fedavg"})
+    spec = ModelSpec.from_tensors(base)
     a, pa = _update(tmp_path, "a", 1.0, "0x" + "01" * 20, parent)
     b, pb = _update(tmp_path, "b", 3.0, "0x" + "02" * 20, parent)
-    liar, pl = _update(tmp_path, "c", 9.0, "0x" + "03" * 20, "cd" * 32)  # trained from another parent
+    liar, pl = _update(tmp_path, "c", 9.0, "0x" + "03" * 20, "cd" * 32)  # says it was trained from another parent
     files = {**pa, **pb, **pl}
     out = tmp_path / "agg.safetensors"
     result = build_aggregate(task=0, rnd=1, parent_sha=parent, rule_id="fedavg", rule_params=b"{}", spec=spec,
-                             updates=[liar, b, a], fetch=lambda u: files[u.sha256], out=out)
+                             updates=[liar, b, a], fetch=lambda u: files[u.sha256], out=out, parent=parent_file)
     tensors, meta = read_model(out, result.sha256, spec)
     assert np.all(tensors["w"] == 2.0) and meta["kind"] == "global" and meta["parent"] == parent
     assert [u.member for u in result.included] == [b.member, a.member]
     assert [(u.member, why) for u, why in result.excluded] == [(liar.member, "wrong_meta")]
     # The same inputs in another order: the same bytes.
     again = build_aggregate(task=0, rnd=1, parent_sha=parent, rule_id="fedavg", rule_params=b"{}", spec=spec,
-                            updates=[a, b, liar], fetch=lambda u: files[u.sha256], out=tmp_path / "again.safetensors")
+                            updates=[a, b, liar], fetch=lambda u: files[u.sha256], out=tmp_path / "again.safetensors",
+                            parent=parent_file)
     assert again.sha256 == result.sha256
     with pytest.raises(NoValidUpdate, match="no valid update"):
         build_aggregate(task=0, rnd=1, parent_sha=parent, rule_id="fedavg", rule_params=b"{}", spec=spec,
-                        updates=[liar], fetch=lambda u: files[u.sha256], out=tmp_path / "none.safetensors")
+                        updates=[liar], fetch=lambda u: files[u.sha256], out=tmp_path / "none.safetensors",
+                        parent=parent_file)
 
 
 # --------------------------------------------------------------------------- node config: old spellings

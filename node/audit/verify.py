@@ -106,6 +106,7 @@ def verify_round(t: TaskAudit, r: RoundAudit, fetcher: Fetcher, scratch: Path) -
         return
 
     blobs = {u.sha256: fetcher.get(u.cid, u.sha256) for u in r.updates}
+    parent = parent_path(t, r, fetcher)
 
     def fetch(upd: UpdateRecord) -> Path:
         blob = blobs[upd.sha256]
@@ -117,7 +118,8 @@ def verify_round(t: TaskAudit, r: RoundAudit, fetcher: Fetcher, scratch: Path) -
         rule = get_rule(t.rule_id)
         result = build_aggregate(task=t.task, rnd=r.round, parent_sha=r.parent_sha256, rule_id=t.rule_id,
                                  rule_params=t.rule_params, spec=spec, updates=[u.record for u in r.updates],
-                                 fetch=fetch, out=scratch / "recomputed" / f"task{t.task}-round{r.round}.safetensors")
+                                 fetch=fetch, out=scratch / "recomputed" / f"task{t.task}-round{r.round}.safetensors",
+                                 parent=parent)
     except NoValidUpdate as exc:
         for u in r.updates:
             why = dict((x.sha256, w) for x, w in exc.excluded).get(u.sha256)
@@ -158,7 +160,7 @@ def verify_round(t: TaskAudit, r: RoundAudit, fetcher: Fetcher, scratch: Path) -
         if missing and agree:
             r.notes.append(f"the global model equals the aggregate of the other {len(result.included)} updates: "
                            f"the leader did not have the unavailable one{'s' if len(missing) > 1 else ''} either")
-        left_out = _leave_one_out(t, r, result, fetch, scratch) if rule.exact and not agree else None
+        left_out = _leave_one_out(t, r, result, fetch, scratch, parent) if rule.exact and not agree else None
         witnesses = _witnessed_by_verifiers(t, r) if left_out is not None else []
         if witnesses:
             # Peers exclude an update they cannot fetch in time ("unavailable"); the chain does not record
@@ -179,7 +181,7 @@ def verify_round(t: TaskAudit, r: RoundAudit, fetcher: Fetcher, scratch: Path) -
                                       f"recomputing {t.rule_id} over the {len(result.included)} valid updates gives "
                                       f"{result.sha256[:16]}, not the published {r.global_sha256[:16]}: {reason}{hint}",
                                       r.global_cid, r.global_sha256))
-        _review_attempts(t, r, result, fetch, scratch, rule.exact, r.global_sha256 if agree else result.sha256)
+        _review_attempts(t, r, result, fetch, scratch, rule.exact, r.global_sha256 if agree else result.sha256, parent)
 
 
 def _check_global_meta(t: TaskAudit, r: RoundAudit, meta: dict[str, str], subject: str) -> None:
@@ -198,20 +200,34 @@ def _check_global_meta(t: TaskAudit, r: RoundAudit, meta: dict[str, str], subjec
             f"kind global, round {r.round}, parent {r.parent_sha256[:12]}, rule {t.rule_id}")
 
 
-def _aggregate_of(t: TaskAudit, r: RoundAudit, updates: list[UpdateRecord], fetch, scratch: Path, tag: str):
+def parent_path(t: TaskAudit, r: RoundAudit, fetcher: Fetcher) -> Path | None:
+    """The fetched, hash-checked file of the round's parent (genesis or the previous global model)."""
+    if r.parent_sha256 == t.genesis_sha256:
+        blob = fetcher.get(t.genesis_cid, t.genesis_sha256)
+    else:
+        prev = next((x for x in t.rounds if x.finalized and x.global_sha256 == r.parent_sha256), None)
+        if prev is None:
+            return None
+        blob = fetcher.get(prev.global_cid, prev.global_sha256)
+    return blob.path if blob.error is None else None
+
+
+def _aggregate_of(t: TaskAudit, r: RoundAudit, updates: list[UpdateRecord], fetch, scratch: Path, tag: str,
+                  parent: Path | None):
     return build_aggregate(task=t.task, rnd=r.round, parent_sha=r.parent_sha256, rule_id=t.rule_id,
                            rule_params=t.rule_params, spec=t.spec, updates=updates, fetch=fetch,
-                           out=scratch / "recomputed" / f"task{t.task}-round{r.round}-{tag}.safetensors")
+                           out=scratch / "recomputed" / f"task{t.task}-round{r.round}-{tag}.safetensors",
+                           parent=parent)
 
 
-def _leave_one_out(t: TaskAudit, r: RoundAudit, result, fetch, scratch: Path) -> UpdateAudit | None:
+def _leave_one_out(t: TaskAudit, r: RoundAudit, result, fetch, scratch: Path, parent: Path | None) -> UpdateAudit | None:
     """The single update whose absence makes the recomputation match the global model, if any."""
     if not 1 < len(result.included) <= defaults.LEAVE_ONE_OUT_MAX:
         return None
     for i, u in enumerate(result.included):
         rest = result.included[:i] + result.included[i + 1:]
         try:
-            if _aggregate_of(t, r, rest, fetch, scratch, f"without-{i}").sha256 == r.global_sha256:
+            if _aggregate_of(t, r, rest, fetch, scratch, f"without-{i}", parent).sha256 == r.global_sha256:
                 return next(x for x in r.updates if x.sha256 == u.sha256)
         except Exception:
             continue
@@ -228,7 +244,8 @@ def _witnessed_by_verifiers(t: TaskAudit, r: RoundAudit) -> list[str]:
     return same if len(same) >= min(t.quorum, len(fin.verifiers)) else []
 
 
-def _review_attempts(t: TaskAudit, r: RoundAudit, result, fetch, scratch: Path, exact: bool, final: str) -> None:
+def _review_attempts(t: TaskAudit, r: RoundAudit, result, fetch, scratch: Path, exact: bool, final: str,
+                     parent: Path | None) -> None:
     """Notes (not failures): were failed attempts rightly rejected, did each verifier compute what we did."""
     for a in r.attempts:
         if exact:
@@ -242,7 +259,7 @@ def _review_attempts(t: TaskAudit, r: RoundAudit, result, fetch, scratch: Path, 
                 expected = result.sha256
             else:
                 try:
-                    expected = _aggregate_of(t, r, updates, fetch, scratch, f"e{a.epoch}a{a.attempt}").sha256
+                    expected = _aggregate_of(t, r, updates, fetch, scratch, f"e{a.epoch}a{a.attempt}", parent).sha256
                 except Exception:
                     continue
             if expected == a.published_sha256:

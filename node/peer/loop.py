@@ -157,9 +157,9 @@ class Peer:
         elif step.kind == "prefetch":
             self.prefetch_updates(rnd, needed=step.needed)
         elif step.kind == "lead":
-            self._once(step.key, lambda: self.lead(rnd, info, parent_sha))
+            self._once(step.key, lambda: self.lead(rnd, info, parent_sha, parent_cid))
         elif step.kind == "verify":
-            self._once(step.key, lambda: self.verify(rnd, info, parent_sha))
+            self._once(step.key, lambda: self.verify(rnd, info, parent_sha, parent_cid))
         elif step.kind == "fetch_aggregate":
             self.downloads.get(info.aggregate_cid, info.aggregate_sha256, self._model_path(info.aggregate_sha256),
                                source=info.leader)
@@ -224,12 +224,12 @@ class Peer:
             self._done_steps.discard(step)
             raise
 
-    def lead(self, rnd: int, info: RoundInfo, parent_sha: str) -> None:
+    def lead(self, rnd: int, info: RoundInfo, parent_sha: str, parent_cid: str) -> None:
         if not self.behaviour.publishes(rnd, info.attempt, info.deadline):
             self._record(round=rnd, event="stalled", attempt=info.attempt, epoch=info.epoch)
             return
         try:
-            result = self.compute_aggregate(rnd, parent_sha)
+            result = self.compute_aggregate(rnd, parent_sha, parent_cid)
         except NoValidUpdate as exc:
             # Nothing to publish: the attempt times out and the round eventually reopens, keeping
             # every update; valid ones may still arrive.
@@ -258,10 +258,10 @@ class Peer:
 
     # -------------------------------------------------------------- verifier
 
-    def verify(self, rnd: int, info: RoundInfo, parent_sha: str) -> None:
+    def verify(self, rnd: int, info: RoundInfo, parent_sha: str, parent_cid: str) -> None:
         t0 = time.perf_counter()
         try:
-            mine = self.compute_aggregate(rnd, parent_sha)
+            mine = self.compute_aggregate(rnd, parent_sha, parent_cid)
         except NoValidUpdate as exc:
             log.warning("%s round %d: verifier finds no valid update (%s)", self.name, rnd, exc)
             self.chain.attest(self.task, rnd, info.attempt, False, "00" * 32)  # nothing recomputed
@@ -302,13 +302,14 @@ class Peer:
         events = self.chain.events(from_block=self.from_block, names=["UpdateSubmitted"], task=self.task, round_=rnd)
         return [UpdateRecord(e["member"], e["cid"], e["sha256"], e["numSamples"]) for e in events]
 
-    def compute_aggregate(self, rnd: int, parent_sha: str) -> AggregateResult:
+    def compute_aggregate(self, rnd: int, parent_sha: str, parent_cid: str) -> AggregateResult:
         """Fetch, check and aggregate every update of the round exactly as every other leader, verifier
         and auditor does (recompute.build_aggregate): the content decides, via ModelRejected codes.
 
         The list of updates is read afresh from the chain (never from the prefetch cache); every
         download starts at once on the fetch pool, and one already under way is joined."""
         updates = self.round_updates(rnd)
+        parent = self.downloads.get(parent_cid, parent_sha, self._model_path(parent_sha))
         pending = {u.sha256: self.downloads.get(u.cid, u.sha256, self._update_path(rnd, u.sha256), source=u.member)
                    for u in updates}
 
@@ -317,7 +318,8 @@ class Peer:
 
         result = build_aggregate(task=self.task, rnd=rnd, parent_sha=parent_sha, rule_id=self.config.rule_id,
                                  rule_params=self.config.rule_params, spec=self.spec, updates=updates,
-                                 fetch=fetch, out=self.work_dir / "aggregates" / f"round{rnd}.safetensors")
+                                 fetch=fetch, out=self.work_dir / "aggregates" / f"round{rnd}.safetensors",
+                                 parent=parent.result())
         for upd, why in result.excluded:
             log.warning("%s round %d: excluding update of %s (%s)", self.name, rnd, upd.member, why)
         return result

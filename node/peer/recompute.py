@@ -12,12 +12,13 @@ already fetched and checked.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedledger.aggregation.fedcurv import FEDCURV_PREFIX, sum_fedcurv_terms
-from fedledger.aggregation.registry import aggregate
+from fedledger.aggregation import AggregationError
+from fedledger.aggregation.registry import aggregate, bound
 
 from ..errors import StorageError
 from ..protocol.meta import global_meta, update_meta
@@ -42,16 +43,17 @@ class AggregateResult:
     included: list[UpdateRecord]
     excluded: list[tuple[UpdateRecord, str]]  # (update, reason code)
     seconds: dict[str, float] = field(default_factory=dict)
+    clipped: list[UpdateRecord] = field(default_factory=list)  # scaled back onto the task's norm bound
 
 
 class NoValidUpdate(RuntimeError):
     """Every update of the round was excluded: there is nothing to aggregate."""
 
-    def __init__(self, rnd: int, excluded: list[tuple[UpdateRecord, str]]):
+    def __init__(self, rnd: int, excluded: list[tuple[UpdateRecord, str]], why: str | None = None):
         self.round = rnd
         self.excluded = excluded
         reasons = ", ".join(f"{u.member[:10]}: {why}" for u, why in excluded) or "no update was submitted"
-        super().__init__(f"round {rnd}: no valid update to aggregate ({reasons})")
+        super().__init__(f"round {rnd}: {why}" if why else f"round {rnd}: no valid update to aggregate ({reasons})")
 
 
 class _Part:
@@ -67,20 +69,19 @@ class _Part:
         return self._source.get_tensor(name)
 
 
-def aggregate_with_fedcurv(rule_id: str, rule_params: bytes, readers: Sequence, included: Sequence[UpdateRecord]):
-    """The task's rule over the model tensors; for FedCurv tasks, whose updates also carry
-    `fedcurv.*` Fisher terms, those terms are summed over the members (Shoham et al. 2019), in the
-    same canonical hash order, so verifiers reproduce them bit for bit."""
+def aggregate_with_fedcurv(rule_id: str, rule_params: bytes, sources: Sequence, readers: Sequence,
+                           hashes: Sequence[str], weights: Sequence[float]) -> dict:
+    """The task's rule over the model tensors of `sources` (the bounded updates); for FedCurv tasks,
+    whose updates also carry `fedcurv.*` Fisher terms, those terms are summed over the members
+    (Shoham et al. 2019) from the `readers` as submitted, in the same canonical hash order, so
+    verifiers reproduce them bit for bit."""
     names = list(readers[0].keys())
     model_names = [n for n in names if not n.startswith(FEDCURV_PREFIX)]
     curv_names = [n for n in names if n.startswith(FEDCURV_PREFIX)]
-    hashes = [u.sha256 for u in included]
-    weights = [u.num_samples for u in included]
-    if not curv_names:
-        return aggregate(rule_id, rule_params, readers, weights, hashes)
-    tensors = aggregate(rule_id, rule_params, [_Part(r, model_names) for r in readers], weights, hashes)
-    order = sorted(range(len(readers)), key=lambda i: hashes[i])
-    tensors.update(sum_fedcurv_terms([{n: readers[i].get_tensor(n) for n in curv_names} for i in order]))
+    tensors = aggregate(rule_id, rule_params, [_Part(r, model_names) for r in sources], weights, hashes)
+    if curv_names:
+        order = sorted(range(len(readers)), key=lambda i: hashes[i])
+        tensors.update(sum_fedcurv_terms([{n: readers[i].get_tensor(n) for n in curv_names} for i in order]))
     return tensors
 
 
@@ -95,38 +96,70 @@ def build_aggregate(
     updates: Sequence[UpdateRecord],
     fetch: Callable[[UpdateRecord], Path],
     out: Path,
+    parent: Path | None = None,
+    unavailable: Collection[str] = (),
 ) -> AggregateResult:
-    """Validate, exclude and aggregate `updates`, write the global model to `out`.
+    """Validate, exclude, bound and aggregate `updates`, write the global model to `out`.
 
     `fetch(update)` returns a local file holding the update's bytes; it may raise `IpfsTimeout`
     (the update is excluded as `unavailable`) or any other `StorageError` (excluded with its
     `reason_code`). The file is then checked against the chain's sha256, the task's model spec and
-    the metadata the chain implies. Raises `NoValidUpdate` when nothing is left to aggregate.
+    the metadata the chain implies. Updates whose sha256 is in `unavailable` (the leader declared
+    it could not fetch them in time) are excluded as `unavailable` without being fetched. The
+    task's bounds (`fedledger.aggregation.bound`) then cap the weights and bound each update's
+    change from the `parent` model file (its sha256 is `parent_sha`): an update beyond the bound is
+    clipped onto it or excluded (`norm_exceeded`). Raises `NoValidUpdate` when nothing is left to
+    aggregate, or when the rule cannot aggregate what is left (too few updates for its `f`).
     """
     t0 = time.perf_counter()
-    included: list[UpdateRecord] = []
+    valid: list[UpdateRecord] = []
     excluded: list[tuple[UpdateRecord, str]] = []
     readers = []
+    parent_reader = None
     try:
         for upd in updates:
+            if upd.sha256 in unavailable:
+                excluded.append((upd, "unavailable"))
+                continue
             try:
                 path = fetch(upd)
                 readers.append(open_model(path, upd.sha256, spec,
                                           expected_meta=update_meta(task, rnd, parent_sha, upd.member)))
-                included.append(upd)
+                valid.append(upd)
             except IpfsTimeout:
                 excluded.append((upd, "unavailable"))
             except StorageError as exc:  # IntegrityError, ModelRejected, size limits: a stable code
                 excluded.append((upd, exc.reason_code))
-        if not included:
+        if not valid:
             raise NoValidUpdate(rnd, excluded)
         t1 = time.perf_counter()
-        tensors = aggregate_with_fedcurv(rule_id, rule_params, readers, included)
+        if parent is not None:
+            parent_reader = open_model(parent, parent_sha, spec)
+        model_names = [n for n in readers[0].keys() if not n.startswith(FEDCURV_PREFIX)]
+        try:
+            b = bound(rule_id, rule_params, readers, [u.num_samples for u in valid], [u.sha256 for u in valid],
+                      parent=parent_reader, names=model_names)
+        except AggregationError as exc:
+            raise NoValidUpdate(rnd, excluded, f"the bounds cannot be applied: {exc}") from exc
+        out_of_bounds = set(b.excluded)
+        excluded += [(valid[i], "norm_exceeded") for i in sorted(out_of_bounds)]
+        clipped = [valid[i] for i in b.clipped]
+        keep = [i for i in range(len(valid)) if i not in out_of_bounds]
+        included = [valid[i] for i in keep]
+        if not included:
+            raise NoValidUpdate(rnd, excluded)
+        try:
+            tensors = aggregate_with_fedcurv(rule_id, rule_params, b.updates, [readers[i] for i in keep],
+                                             b.hashes, b.weights)
+        except AggregationError as exc:  # e.g. fewer valid updates than krum's f needs: wait for more
+            raise NoValidUpdate(rnd, excluded, f"{rule_id} cannot aggregate {len(included)} updates: {exc}") from exc
     finally:
         for r in readers:
             r.close()
+        if parent_reader is not None:
+            parent_reader.close()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sha = write_model_file(out, tensors, global_meta(task, rnd, parent_sha, rule_id))
     t2 = time.perf_counter()
-    return AggregateResult(out, sha, included, excluded, {"fetch": t1 - t0, "aggregate": t2 - t1})
+    return AggregateResult(out, sha, included, excluded, {"fetch": t1 - t0, "aggregate": t2 - t1}, clipped)
