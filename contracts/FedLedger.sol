@@ -9,6 +9,11 @@ import {Consortium} from "./Consortium.sol";
 ///         re-check it, fails over to the next candidate when a leader is silent or rejected, and
 ///         records the hash of every global model. Weights never touch the chain: every per-member
 ///         cost is constant in model size, and no per-round cost grows with the square of members.
+/// @dev    Nobody chooses the leader: every update carries a commitment to a secret, and the
+///         election seed is the XOR of the secrets the round's members reveal once the window has
+///         closed (commit-reveal), so no submitter, block proposer or coalition can predict the
+///         order while it can still change its inputs. A member that does not reveal is left out
+///         of the round (RevealMissed).
 /// @dev Events are the lineage record: each carries task, round, epoch, attempt, member/leader,
 ///      cid, sha256 and parent as they apply, so an auditor needs no extra calls.
 contract FedLedger is Consortium {
@@ -16,21 +21,27 @@ contract FedLedger is Consortium {
     enum Phase {
         None,
         Submission,
+        Reveal,
         Aggregation,
         Verification,
         Finalized
     }
 
-    /// @notice Why a leader attempt ended without a global model.
+    /// @notice Why a leader attempt ended without a global model. LeaderTimeout and Rejected (a
+    ///         quorum of verifiers disagreed) count against the leader; Unverified (the verifiers
+    ///         were silent) and Disputed (neither side reached the quorum) do not.
     enum FailReason {
         LeaderTimeout,
         Rejected,
-        Unverified
+        Unverified,
+        Disputed
     }
 
     uint256 public constant MAX_PARTICIPANTS = 1024;
     uint256 public constant MAX_VERIFIERS = 16;
     uint256 public constant MAX_CID_BYTES = 128;
+    /// @notice The largest sample count a task may allow per update: no sum of claims can overflow.
+    uint256 public constant MAX_SAMPLES_LIMIT = 2 ** 32;
 
     /// @notice Everything fixed about a task at creation.
     struct TaskConfig {
@@ -47,6 +58,8 @@ contract FedLedger is Consortium {
         uint16 verifiersPerRound;
         uint16 quorum;
         uint32 maxRounds;
+        uint64 maxSamples;
+        uint32 revealWindow;
     }
 
     struct TaskState {
@@ -71,13 +84,18 @@ contract FedLedger is Consortium {
         uint16 step;
         uint40 deadline;
         uint32 round; // which round this record holds now
+        uint16 reveals; // participants that revealed their secret in this epoch
         uint64 totalSamples;
         bytes32 inputsDigest;
         bytes32 seed;
         bytes32 aggSha256;
         string aggCid;
+        bytes32 revealAcc; // XOR of the revealed secrets
+        bytes32 includedHash; // keccak256(included bitmap, unavailable bitmap) of the publication
         mapping(uint256 => address) participantAt;
         mapping(address => uint256) slotOf; // (round << 32) | (index + 1)
+        mapping(address => bytes32) commitmentOf; // keccak256(abi.encode(secret, member))
+        mapping(address => uint256) revealedAt; // (round << 16) | (epoch + 1)
     }
 
     /// @notice A read-only snapshot of a round, for nodes and auditors.
@@ -95,12 +113,18 @@ contract FedLedger is Consortium {
         bytes32 aggSha256;
         string aggCid;
         address leader;
+        uint16 reveals;
+        bytes32 includedHash;
     }
 
     /// @notice Number of tasks created; task ids are 0 .. taskCount-1.
     uint256 public taskCount;
     /// @notice How many leader attempts each member has lost by timeout or rejection.
     mapping(address => uint256) public failedLeaderships;
+    /// @notice How many of each member's updates a leader declared it could not fetch in time.
+    mapping(address => uint256) public withheldUpdates;
+    /// @notice How many rounds each member left out by not revealing its secret.
+    mapping(address => uint256) public missedReveals;
 
     mapping(uint256 => TaskConfig) internal _config;
     mapping(uint256 => TaskState) internal _state;
@@ -110,7 +134,8 @@ contract FedLedger is Consortium {
     event TaskCreated(uint256 indexed task, address indexed creator, TaskConfig config);
     /// @notice Round `round` of `task` accepts updates on top of `parent` until `deadline`.
     event RoundOpened(uint256 indexed task, uint256 indexed round, uint16 epoch, bytes32 parent, uint64 deadline);
-    /// @notice `member` submitted an update (`cid`, `sha256`) trained on `numSamples` samples from `parent`.
+    /// @notice `member` submitted an update (`cid`, `sha256`) trained on `numSamples` samples from
+    ///         `parent`, committing to the secret it reveals once the window closes.
     event UpdateSubmitted(
         uint256 indexed task,
         uint256 indexed round,
@@ -119,18 +144,27 @@ contract FedLedger is Consortium {
         bytes32 parent,
         string cid,
         bytes32 sha256,
-        uint64 numSamples
+        uint64 numSamples,
+        bytes32 commitment
     );
-    /// @notice The submission window closed with `participants` updates; `seed` fixes the candidate order.
+    /// @notice The submission window closed with `participants` updates committing to `inputsDigest`;
+    ///         their members reveal their secrets before `revealDeadline` (0: no reveal, a reopened round).
     event SubmissionsClosed(
         uint256 indexed task,
         uint256 indexed round,
         uint16 epoch,
-        bytes32 seed,
         uint16 participants,
         uint64 totalSamples,
-        bytes32 inputsDigest
+        bytes32 inputsDigest,
+        uint64 revealDeadline
     );
+    /// @notice `member` revealed the secret its update committed to.
+    event SecretRevealed(uint256 indexed task, uint256 indexed round, address indexed member, uint16 epoch, bytes32 secret);
+    /// @notice `member` did not reveal in time: its update is left out of the round.
+    event RevealMissed(uint256 indexed task, uint256 indexed round, address indexed member, uint16 epoch);
+    /// @notice The election seed of the epoch, from the revealed secrets; it fixes the candidate order
+    ///         over the `participants` that revealed, in submission order.
+    event SeedDrawn(uint256 indexed task, uint256 indexed round, uint16 epoch, bytes32 seed, uint16 participants);
     /// @notice `leader` must publish the aggregate of attempt `attempt` before `deadline`; `verifiers` re-check it.
     event LeaderElected(
         uint256 indexed task,
@@ -153,6 +187,12 @@ contract FedLedger is Consortium {
         bytes32 sha256,
         bytes32 ruleId
     );
+    /// @notice The aggregate of `attempt` was built from the participants set in `included` (bit i:
+    ///         participant i, in submission order, byte i / 8, bit i % 8); those set in `unavailable`
+    ///         the leader declared it could not fetch in time. Emitted right after AggregatePublished.
+    event UpdatesIncluded(uint256 indexed task, uint256 indexed round, uint16 epoch, uint16 attempt, bytes included, bytes unavailable);
+    /// @notice `leader` declared the update of `member` unavailable to it: recorded against `member`.
+    event UpdateWithheld(uint256 indexed task, uint256 indexed round, address indexed member, address leader);
     /// @notice `verifier` recomputed the aggregate of `attempt` and got `computedSha256`; `agree` is its verdict.
     event Attested(
         uint256 indexed task,
@@ -214,6 +254,16 @@ contract FedLedger is Consortium {
     error RoundNotStored(uint256 task, uint256 round);
     /// @notice `verifier` already attested in `attempt`.
     error AlreadyAttested(uint256 task, uint256 round, uint256 attempt, address verifier);
+    /// @notice The update claims `given` samples; the task allows at most `max` per update.
+    error TooManySamples(uint256 task, uint256 round, uint256 given, uint256 max);
+    /// @notice `member` is not a participant of the round that still has to reveal in this epoch.
+    error NotRevealing(uint256 task, uint256 round, address member);
+    /// @notice The secret does not open the commitment `member`'s update made.
+    error BadReveal(uint256 task, uint256 round, address member);
+    /// @notice An agreement must name the published aggregate `published`; it named `given`.
+    error AgreementMismatch(uint256 task, uint256 round, bytes32 published, bytes32 given);
+    /// @notice The included/unavailable bitmaps do not describe the round's `participants`.
+    error BadInclusion(uint256 task, uint256 round, uint256 participants);
 
     // ------------------------------------------------------------------ tasks
 
@@ -250,8 +300,15 @@ contract FedLedger is Consortium {
         }
         if (cfg.verifiersPerRound > MAX_VERIFIERS) revert InvalidArgument("verifiersPerRound exceeds 16");
         if (cfg.quorum > cfg.verifiersPerRound) revert InvalidArgument("quorum exceeds verifiersPerRound");
-        if (cfg.verifiersPerRound > 0 && cfg.quorum == 0) revert InvalidArgument("quorum must be at least 1");
+        if (cfg.verifiersPerRound > 0 && uint256(cfg.quorum) * 2 <= cfg.verifiersPerRound) {
+            revert InvalidArgument("quorum must be a majority of verifiersPerRound");
+        }
+        // A round never closes with fewer participants than its leader and verifiers: verification
+        // cannot shrink below what the task asked for.
+        if (cfg.minParticipants <= cfg.verifiersPerRound) revert InvalidArgument("minParticipants must exceed verifiersPerRound");
         if (cfg.maxRounds == 0) revert InvalidArgument("maxRounds must be at least 1");
+        if (cfg.maxSamples == 0 || cfg.maxSamples > MAX_SAMPLES_LIMIT) revert InvalidArgument("maxSamples must be 1-2^32");
+        if (cfg.revealWindow == 0) revert InvalidArgument("revealWindow must be at least 1 second");
     }
 
     // ----------------------------------------------------------------- rounds
@@ -262,39 +319,54 @@ contract FedLedger is Consortium {
     ///         closeSubmissions would: SubmissionsClosed and LeaderElected come in the same transaction.
     /// @param cid Where the update's safetensors bytes are on IPFS.
     /// @param sha256Hash The sha256 of exactly those bytes.
-    /// @param numSamples How many training samples the update saw (its FedAvg weight).
+    /// @param numSamples How many training samples the update saw (its FedAvg weight), at most the
+    ///        task's maxSamples.
+    /// @param commitment keccak256(abi.encode(secret, msg.sender)) of a fresh 32-byte secret the member
+    ///        reveals once the window has closed; the secrets seed the election.
     function submitUpdate(
         uint256 task,
         uint256 round,
         bytes32 parent,
         string calldata cid,
         bytes32 sha256Hash,
-        uint64 numSamples
+        uint64 numSamples,
+        bytes32 commitment
     ) external onlyMember {
-        TaskState storage st = _liveTask(task, round);
-        Round storage rd = _round(task, round);
-        if (rd.phase != Phase.Submission) revert WrongPhase(task, round, Phase.Submission, rd.phase);
-        if (parent != st.globalSha256) revert StaleParent(task, round, st.globalSha256, parent);
-        if (rd.slotOf[msg.sender] >> 32 == round) revert DuplicateUpdate(task, round, msg.sender);
-        uint16 count = rd.count;
-        if (count >= _config[task].maxParticipants) revert RoundFull(task, round, _config[task].maxParticipants);
+        Round storage rd = _admit(task, round, parent, numSamples);
         if (bytes(cid).length == 0 || bytes(cid).length > MAX_CID_BYTES) revert InvalidArgument("cid must be 1-128 bytes");
         if (sha256Hash == bytes32(0)) revert InvalidArgument("sha256 is zero");
-        if (numSamples == 0) revert InvalidArgument("numSamples is zero");
+        if (commitment == bytes32(0)) revert InvalidArgument("commitment is zero");
 
+        uint16 count = rd.count;
         rd.participantAt[count] = msg.sender;
+        rd.commitmentOf[msg.sender] = commitment;
         rd.slotOf[msg.sender] = (round << 32) | (uint256(count) + 1);
         rd.count = count + 1;
         rd.totalSamples += numSamples;
         rd.inputsDigest = keccak256(abi.encode(rd.inputsDigest, msg.sender, sha256Hash, numSamples));
-        emit UpdateSubmitted(task, round, msg.sender, rd.epoch, parent, cid, sha256Hash, numSamples);
-        if (count + 1 == _config[task].maxParticipants) _close(task, round, rd, _config[task]);
+        emit UpdateSubmitted(task, round, msg.sender, rd.epoch, parent, cid, sha256Hash, numSamples, commitment);
+        if (count + 1 == _config[task].maxParticipants) _closeWindow(task, round, rd, _config[task]);
     }
 
-    /// @notice Close the submission window and elect: fixes the whole candidate order from a
-    ///         chain-derived seed. Anyone may call, once the deadline passed with at least
-    ///         minParticipants updates (a round with maxParticipants updates closed itself).
-    ///         Emits SubmissionsClosed and LeaderElected.
+    /// @dev The checks of a submission that need the round: live task, phase, parent, one update
+    ///      per member, room left, a sample count the task allows.
+    function _admit(uint256 task, uint256 round, bytes32 parent, uint64 numSamples) internal view returns (Round storage rd) {
+        TaskState storage st = _liveTask(task, round);
+        rd = _round(task, round);
+        if (rd.phase != Phase.Submission) revert WrongPhase(task, round, Phase.Submission, rd.phase);
+        if (parent != st.globalSha256) revert StaleParent(task, round, st.globalSha256, parent);
+        if (rd.slotOf[msg.sender] >> 32 == round) revert DuplicateUpdate(task, round, msg.sender);
+        TaskConfig storage cfg = _config[task];
+        if (rd.count >= cfg.maxParticipants) revert RoundFull(task, round, cfg.maxParticipants);
+        if (numSamples == 0) revert InvalidArgument("numSamples is zero");
+        if (numSamples > cfg.maxSamples) revert TooManySamples(task, round, numSamples, cfg.maxSamples);
+    }
+
+    /// @notice Close the submission window: the participants now reveal their secrets (a reopened
+    ///         round, whose order derives from the previous seed, elects at once). Anyone may call,
+    ///         once the deadline passed with at least minParticipants updates (a round with
+    ///         maxParticipants updates closed itself). Emits SubmissionsClosed (and, in a reopened
+    ///         round, SeedDrawn and LeaderElected).
     function closeSubmissions(uint256 task, uint256 round) external {
         _liveTask(task, round);
         Round storage rd = _round(task, round);
@@ -305,39 +377,112 @@ contract FedLedger is Consortium {
             if (block.timestamp < rd.deadline) revert TooEarly(task, round, rd.deadline, block.timestamp);
             if (n < cfg.minParticipants) revert NotEnoughParticipants(task, round, n, cfg.minParticipants);
         }
-        _close(task, round, rd, cfg);
+        _closeWindow(task, round, rd, cfg);
     }
 
-    function _close(uint256 task, uint256 round, Round storage rd, TaskConfig storage cfg) internal {
+    function _closeWindow(uint256 task, uint256 round, Round storage rd, TaskConfig storage cfg) internal {
+        if (rd.epoch == 0) {
+            rd.phase = Phase.Reveal;
+            rd.reveals = 0;
+            rd.revealAcc = bytes32(0);
+            rd.deadline = uint40(block.timestamp + cfg.revealWindow);
+            emit SubmissionsClosed(task, round, 0, rd.count, rd.totalSamples, rd.inputsDigest, rd.deadline);
+        } else {
+            // A reopened round keeps its updates and the secrets revealed in its first epoch: its
+            // order derives from them, fixed when it reopened (a member that joins only decides
+            // whether to take part).
+            emit SubmissionsClosed(task, round, rd.epoch, rd.count, rd.totalSamples, rd.inputsDigest, 0);
+            _draw(task, round, rd, cfg, keccak256(abi.encode(rd.revealAcc, task, round, rd.epoch)));
+        }
+    }
+
+    /// @notice Reveal the secret this member's update committed to. Participants of the round only,
+    ///         once, before the reveal deadline. Emits SecretRevealed; the last reveal also draws the
+    ///         seed and elects (SeedDrawn, LeaderElected).
+    function reveal(uint256 task, uint256 round, bytes32 secret) external onlyMember {
+        _liveTask(task, round);
+        Round storage rd = _round(task, round);
+        if (rd.phase != Phase.Reveal) revert WrongPhase(task, round, Phase.Reveal, rd.phase);
+        uint256 mark = (round << 16) | (uint256(rd.epoch) + 1);
+        if (rd.slotOf[msg.sender] >> 32 != round || rd.revealedAt[msg.sender] == mark) {
+            revert NotRevealing(task, round, msg.sender);
+        }
+        if (block.timestamp > rd.deadline) revert TooLate(task, round, rd.deadline, block.timestamp);
+        if (keccak256(abi.encode(secret, msg.sender)) != rd.commitmentOf[msg.sender]) {
+            revert BadReveal(task, round, msg.sender);
+        }
+        rd.revealedAt[msg.sender] = mark;
+        rd.revealAcc ^= secret;
+        rd.reveals += 1;
+        emit SecretRevealed(task, round, msg.sender, rd.epoch, secret);
+        if (rd.reveals == rd.count) {
+            TaskConfig storage cfg = _config[task];
+            _draw(task, round, rd, cfg, keccak256(abi.encode(rd.revealAcc, task, round, rd.epoch, rd.inputsDigest)));
+        }
+    }
+
+    /// @notice End the reveal phase once its deadline passed: the participants that did not reveal
+    ///         are left out of the round (RevealMissed, counted in missedReveals) and the others
+    ///         elect; with fewer than minParticipants left the round reopens. Anyone may call.
+    function closeReveals(uint256 task, uint256 round) external {
+        _liveTask(task, round);
+        Round storage rd = _round(task, round);
+        if (rd.phase != Phase.Reveal) revert WrongPhase(task, round, Phase.Reveal, rd.phase);
+        if (block.timestamp <= rd.deadline) revert TooEarly(task, round, rd.deadline, block.timestamp);
+        uint256 mark = (round << 16) | (uint256(rd.epoch) + 1);
+        uint256 kept = 0;
+        uint256 n = rd.count;
+        // Bounded by maxParticipants, and only on this rare path: the revealers keep their order.
+        for (uint256 i = 0; i < n; i++) {
+            address member = rd.participantAt[i];
+            if (rd.revealedAt[member] == mark) {
+                rd.participantAt[kept] = member;
+                rd.slotOf[member] = (round << 32) | (kept + 1);
+                kept++;
+            } else {
+                rd.slotOf[member] = 0;
+                missedReveals[member] += 1;
+                emit RevealMissed(task, round, member, rd.epoch);
+            }
+        }
+        rd.count = uint16(kept);
+        TaskConfig storage cfg = _config[task];
+        if (kept < cfg.minParticipants) {
+            _reopen(task, round, rd, cfg);
+        } else {
+            _draw(task, round, rd, cfg, keccak256(abi.encode(rd.revealAcc, task, round, rd.epoch, rd.inputsDigest)));
+        }
+    }
+
+    function _draw(uint256 task, uint256 round, Round storage rd, TaskConfig storage cfg, bytes32 seed) internal {
         uint16 n = rd.count;
-        bytes32 seed = keccak256(abi.encode(blockhash(block.number - 1), task, round, rd.epoch, rd.inputsDigest));
         rd.seed = seed;
         rd.offset = uint16(uint256(seed) % n);
         rd.step = uint16(coprimeStep(uint256(keccak256(abi.encode(seed))), n));
         rd.attempt = 0;
-        emit SubmissionsClosed(task, round, rd.epoch, seed, n, rd.totalSamples, rd.inputsDigest);
+        emit SeedDrawn(task, round, rd.epoch, seed, n);
         _startAttempt(task, round, rd, cfg);
     }
 
-    /// @notice Publish the aggregate of this attempt. The current leader only, before its
-    ///         deadline. Emits AggregatePublished, and RoundFinalized when the task has no verifiers.
-    function publishAggregate(uint256 task, uint256 round, uint256 attempt, string calldata cid, bytes32 sha256Hash)
-        external
-        onlyMember
-    {
-        _liveTask(task, round);
-        Round storage rd = _round(task, round);
-        if (rd.phase != Phase.Aggregation) revert WrongPhase(task, round, Phase.Aggregation, rd.phase);
-        if (attempt != rd.attempt) revert WrongAttempt(task, round, rd.attempt, attempt);
-        address leader = _candidate(rd, rd.attempt);
-        if (msg.sender != leader) revert NotLeader(task, round, leader, msg.sender);
-        if (block.timestamp > rd.deadline) revert TooLate(task, round, rd.deadline, block.timestamp);
-        if (bytes(cid).length == 0 || bytes(cid).length > MAX_CID_BYTES) revert InvalidArgument("cid must be 1-128 bytes");
-        if (sha256Hash == bytes32(0)) revert InvalidArgument("sha256 is zero");
-
-        rd.aggSha256 = sha256Hash;
-        rd.aggCid = cid;
-        _emitPublished(task, round, rd, leader);
+    /// @notice Publish the aggregate of this attempt and exactly which updates went in. The current
+    ///         leader only, before its deadline. Emits AggregatePublished (and UpdateWithheld for each
+    ///         update declared unavailable), and RoundFinalized when the task has no verifiers.
+    /// @param included Bit i (byte i / 8, bit i % 8) set: participant i's update is in the aggregate.
+    /// @param unavailable Bit i set: the leader could not fetch participant i's update in time.
+    function publishAggregate(
+        uint256 task,
+        uint256 round,
+        uint256 attempt,
+        string calldata cid,
+        bytes32 sha256Hash,
+        bytes calldata included,
+        bytes calldata unavailable
+    ) external onlyMember {
+        (Round storage rd, address leader) = _publish(task, round, attempt, cid, sha256Hash);
+        _checkInclusion(task, round, rd, included, unavailable);
+        rd.includedHash = keccak256(abi.encode(included, unavailable));
+        emit UpdatesIncluded(task, round, rd.epoch, rd.attempt, included, unavailable);
+        _recordWithheld(task, round, rd, unavailable, leader);
         TaskConfig storage cfg = _config[task];
         if (_verifierCount(cfg, rd.count) == 0) {
             _finalize(task, round, rd, cfg, leader);
@@ -347,12 +492,38 @@ contract FedLedger is Consortium {
         }
     }
 
+    function _publish(uint256 task, uint256 round, uint256 attempt, string calldata cid, bytes32 sha256Hash)
+        internal
+        returns (Round storage rd, address leader)
+    {
+        _liveTask(task, round);
+        rd = _round(task, round);
+        if (rd.phase != Phase.Aggregation) revert WrongPhase(task, round, Phase.Aggregation, rd.phase);
+        if (attempt != rd.attempt) revert WrongAttempt(task, round, rd.attempt, attempt);
+        leader = _candidate(rd, rd.attempt);
+        if (msg.sender != leader) revert NotLeader(task, round, leader, msg.sender);
+        if (block.timestamp > rd.deadline) revert TooLate(task, round, rd.deadline, block.timestamp);
+        if (bytes(cid).length == 0 || bytes(cid).length > MAX_CID_BYTES) revert InvalidArgument("cid must be 1-128 bytes");
+        if (sha256Hash == bytes32(0)) revert InvalidArgument("sha256 is zero");
+        rd.aggSha256 = sha256Hash;
+        rd.aggCid = cid;
+        _emitPublished(task, round, rd, leader);
+    }
+
+    function _emitPublished(uint256 task, uint256 round, Round storage rd, address leader) internal {
+        emit AggregatePublished(
+            task, round, leader, rd.epoch, rd.attempt, _state[task].globalSha256, rd.aggCid, rd.aggSha256, _config[task].ruleId
+        );
+    }
+
     /// @notice Attest to the published aggregate of `attempt` after recomputing it.
     ///         Verifiers of this attempt only, once each, before the verification deadline.
     ///         Emits Attested; then RoundFinalized on a quorum of agreement, or AttemptFailed
     ///         (and the next LeaderElected) once the quorum can no longer be reached.
-    /// @param agree Whether the recomputed aggregate matches (bit for bit, or within the rule's tolerance).
-    /// @param computedSha256 The sha256 of the verifier's own recomputation, kept for the audit.
+    /// @param agree Whether the recomputed aggregate matches (bit for bit, or within the rule's
+    ///        tolerance) and was built from exactly the updates it should have been.
+    /// @param computedSha256 With agree: the published aggregate it agrees with (anything else reverts
+    ///        AgreementMismatch). Without: the sha256 of its own recomputation, kept for the audit.
     function attest(uint256 task, uint256 round, uint256 attempt, bool agree, bytes32 computedSha256)
         external
         onlyMember
@@ -368,15 +539,20 @@ contract FedLedger is Consortium {
         if (block.timestamp > rd.deadline) revert TooLate(task, round, rd.deadline, block.timestamp);
         uint16 bit = uint16(1 << (position - 1));
         if ((rd.agreeMask | rd.disagreeMask) & bit != 0) revert AlreadyAttested(task, round, attempt, msg.sender);
+        if (agree && computedSha256 != rd.aggSha256) revert AgreementMismatch(task, round, rd.aggSha256, computedSha256);
 
         emit Attested(task, round, msg.sender, rd.epoch, rd.attempt, agree, computedSha256);
-        uint256 quorum = cfg.quorum < k ? cfg.quorum : k;
+        uint256 quorum = cfg.quorum;
         if (agree) {
             rd.agreeMask |= bit;
             if (_popcount(rd.agreeMask) >= quorum) _finalize(task, round, rd, cfg, _candidate(rd, rd.attempt));
         } else {
             rd.disagreeMask |= bit;
-            if (_popcount(rd.disagreeMask) > k - quorum) _failAttempt(task, round, rd, cfg, FailReason.Rejected);
+            uint256 against = _popcount(rd.disagreeMask);
+            // A quorum of disagreement rejects the leader's work (held against it); a minority that
+            // only makes the quorum of agreement unreachable disputes the attempt (held against nobody).
+            if (against >= quorum) _failAttempt(task, round, rd, cfg, FailReason.Rejected);
+            else if (against > k - quorum) _failAttempt(task, round, rd, cfg, FailReason.Disputed);
         }
     }
 
@@ -429,8 +605,8 @@ contract FedLedger is Consortium {
     }
 
     /// @notice What a member's node reads on every new block, in one call: taskState, the
-    ///         roundInfo of the current round, whether `member` submitted to it, and whether it
-    ///         verifies the current attempt.
+    ///         roundInfo of the current round, whether `member` submitted to it, whether it revealed
+    ///         its secret in the current epoch, and whether it verifies the current attempt.
     function memberView(uint256 task, address member)
         external
         view
@@ -441,6 +617,7 @@ contract FedLedger is Consortium {
             string memory globalCid,
             RoundView memory round,
             bool submitted,
+            bool revealed,
             bool verifier
         )
     {
@@ -448,6 +625,7 @@ contract FedLedger is Consortium {
         Round storage rd = _round(task, currentRound);
         round = _roundView(rd);
         submitted = rd.slotOf[member] >> 32 == currentRound;
+        revealed = rd.revealedAt[member] == (uint256(currentRound) << 16) | (uint256(rd.epoch) + 1);
         if (rd.phase == Phase.Aggregation || rd.phase == Phase.Verification) {
             uint256 k = _verifierCount(_config[task], rd.count);
             verifier = _verifierPosition(rd, currentRound, rd.attempt, k, member) != 0;
@@ -463,7 +641,8 @@ contract FedLedger is Consortium {
         v.disagrees = uint16(_popcount(rd.disagreeMask));
         v.deadline = rd.deadline;
         v.totalSamples = rd.totalSamples;
-        if (rd.phase != Phase.Submission) {
+        v.reveals = rd.reveals;
+        if (_elected(rd)) {
             v.seed = rd.seed;
             v.leader = _candidate(rd, rd.attempt);
         }
@@ -471,6 +650,7 @@ contract FedLedger is Consortium {
         if (rd.phase == Phase.Verification || rd.phase == Phase.Finalized) {
             v.aggSha256 = rd.aggSha256;
             v.aggCid = rd.aggCid;
+            v.includedHash = rd.includedHash;
         }
     }
 
@@ -492,7 +672,7 @@ contract FedLedger is Consortium {
     ///         Empty before the submission window closes.
     function electionOrder(uint256 task, uint256 round) external view returns (address[] memory out) {
         Round storage rd = _storedRound(task, round);
-        if (rd.phase == Phase.Submission) return out;
+        if (!_elected(rd)) return out;
         out = new address[](rd.count);
         for (uint256 i = 0; i < out.length; i++) {
             out[i] = _candidate(rd, i);
@@ -502,7 +682,7 @@ contract FedLedger is Consortium {
     /// @notice The verifiers of `attempt`: the next verifiersPerRound candidates after its leader.
     function verifiersOf(uint256 task, uint256 round, uint256 attempt) external view returns (address[] memory) {
         Round storage rd = _storedRound(task, round);
-        if (rd.phase == Phase.Submission) return new address[](0);
+        if (!_elected(rd)) return new address[](0);
         return _verifiers(rd, attempt, _verifierCount(_config[task], rd.count));
     }
 
@@ -517,6 +697,10 @@ contract FedLedger is Consortium {
     }
 
     // --------------------------------------------------------------- internal
+
+    function _elected(Round storage rd) internal view returns (bool) {
+        return rd.phase == Phase.Aggregation || rd.phase == Phase.Verification || rd.phase == Phase.Finalized;
+    }
 
     function _requireTask(uint256 task) internal view {
         if (task >= taskCount) revert UnknownTask(task);
@@ -549,16 +733,46 @@ contract FedLedger is Consortium {
         rd.disagreeMask = 0;
         rd.deadline = uint40(block.timestamp + _config[task].submissionWindow);
         rd.round = uint32(round);
+        rd.reveals = 0;
         rd.totalSamples = 0;
         // A non-zero digest up front keeps the first submitter's cost equal to everyone else's.
         rd.inputsDigest = keccak256(abi.encode(task, round, st.globalSha256));
         emit RoundOpened(task, round, 0, st.globalSha256, rd.deadline);
     }
 
-    function _emitPublished(uint256 task, uint256 round, Round storage rd, address leader) internal {
-        emit AggregatePublished(
-            task, round, leader, rd.epoch, rd.attempt, _state[task].globalSha256, rd.aggCid, rd.aggSha256, _config[task].ruleId
-        );
+    /// @dev Both bitmaps cover exactly the round's participants, are disjoint, and include someone.
+    function _checkInclusion(uint256 task, uint256 round, Round storage rd, bytes calldata included, bytes calldata unavailable)
+        internal
+        view
+    {
+        uint256 n = rd.count;
+        uint256 len = (n + 7) / 8;
+        if (included.length != len || unavailable.length != len) revert BadInclusion(task, round, n);
+        bool any;
+        for (uint256 i = 0; i < len; i++) {
+            uint8 a = uint8(included[i]);
+            uint8 b = uint8(unavailable[i]);
+            if (a & b != 0) revert BadInclusion(task, round, n);
+            if (i == len - 1 && n % 8 != 0 && (a | b) >> (n % 8) != 0) revert BadInclusion(task, round, n);
+            if (a != 0) any = true;
+        }
+        if (!any) revert BadInclusion(task, round, n);
+    }
+
+    function _recordWithheld(uint256 task, uint256 round, Round storage rd, bytes calldata unavailable, address leader)
+        internal
+    {
+        for (uint256 i = 0; i < unavailable.length; i++) {
+            uint8 b = uint8(unavailable[i]);
+            for (uint256 j = 0; b != 0; j++) {
+                if (b & 1 == 1) {
+                    address member = rd.participantAt[i * 8 + j];
+                    withheldUpdates[member] += 1;
+                    emit UpdateWithheld(task, round, member, leader);
+                }
+                b >>= 1;
+            }
+        }
     }
 
     function _startAttempt(uint256 task, uint256 round, Round storage rd, TaskConfig storage cfg) internal {
@@ -581,21 +795,26 @@ contract FedLedger is Consortium {
         internal
     {
         address leader = _candidate(rd, rd.attempt);
-        if (reason != FailReason.Unverified) failedLeaderships[leader] += 1;
+        if (reason == FailReason.LeaderTimeout || reason == FailReason.Rejected) failedLeaderships[leader] += 1;
         emit AttemptFailed(task, round, leader, rd.epoch, rd.attempt, reason);
         if (uint256(rd.attempt) + 1 < rd.count) {
             rd.attempt += 1;
             _startAttempt(task, round, rd, cfg);
         } else {
-            // Every candidate failed: reopen on the same parent, keeping every submitted update.
-            rd.epoch += 1;
-            rd.attempt = 0;
-            rd.agreeMask = 0;
-            rd.disagreeMask = 0;
-            rd.phase = Phase.Submission;
-            rd.deadline = uint40(block.timestamp + cfg.submissionWindow);
-            emit RoundReopened(task, round, rd.epoch, _state[task].globalSha256, rd.deadline);
+            _reopen(task, round, rd, cfg);
         }
+    }
+
+    /// @dev Every candidate failed, or too few revealed: reopen on the same parent, keeping every
+    ///      update still in the round.
+    function _reopen(uint256 task, uint256 round, Round storage rd, TaskConfig storage cfg) internal {
+        rd.epoch += 1;
+        rd.attempt = 0;
+        rd.agreeMask = 0;
+        rd.disagreeMask = 0;
+        rd.phase = Phase.Submission;
+        rd.deadline = uint40(block.timestamp + cfg.submissionWindow);
+        emit RoundReopened(task, round, rd.epoch, _state[task].globalSha256, rd.deadline);
     }
 
     function _finalize(uint256 task, uint256 round, Round storage rd, TaskConfig storage cfg, address leader)

@@ -16,14 +16,26 @@ SUBMISSION_WINDOW = 60
 AGGREGATION_WINDOW = 60
 #: Seconds the verifiers of an attempt have to attest.
 VERIFICATION_WINDOW = 60
-#: Verifiers per round (0 trusts the leader); the quorum defaults to all of them.
-VERIFIERS = 2
+#: Seconds the participants of a closed round have to reveal the secrets that seed the election.
+REVEAL_WINDOW = 30
+#: Verifiers per round (0 trusts the leader); the quorum defaults to a majority of them, so with
+#: three no single verifier can veto or pass an aggregate.
+VERIFIERS = 3
+#: The most samples one update may claim (the contract's limit: no sum of claims can overflow).
+MAX_SAMPLES = 2**32
 #: The contract's limit on verifiers per round (FedLedger.MAX_VERIFIERS).
 MAX_VERIFIERS = 16
 #: Rounds a task runs.
 ROUNDS = 5
 #: The aggregation rule of a new task.
 RULE = "fedavg"
+
+
+
+def majority(verifiers: int) -> int:
+    """The default quorum: the smallest majority of the verifiers (0 without verifiers)."""
+    return verifiers // 2 + 1 if verifiers > 0 else 0
+
 
 # --------------------------------------------------------------------------- the simulation
 

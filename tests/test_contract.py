@@ -10,7 +10,16 @@ from eth_account import Account
 
 from fedledger.node.chain.client import _plain
 from fedledger.node.errors import ContractRevert
-from fedledger.node.protocol import FailReason, Phase, TaskConfig, derive_seed, election_order, verifiers_for
+from fedledger.node.protocol import (
+    FailReason,
+    Phase,
+    TaskConfig,
+    commitment,
+    derive_seed,
+    election_order,
+    verifiers_for,
+    xor_secrets,
+)
 
 pytestmark = pytest.mark.chain
 
@@ -29,7 +38,7 @@ def config(**overrides) -> TaskConfig:
         genesis_sha256=GENESIS,
         rule_id="fedavg",
         rule_params=b"{}",
-        min_participants=2,
+        min_participants=3,
         max_participants=9,
         submission_window=WINDOW,
         aggregation_window=WINDOW,
@@ -59,8 +68,23 @@ def submit_all(ledger, task, round_, members, parent=GENESIS):
 
 
 def close(ledger, task, round_):
+    """Close the window past its deadline, then every participant reveals: the last reveal elects
+    (its transaction is returned)."""
     ledger.advance(WINDOW + 1)
-    return ledger.admin.close_submissions(task, round_)
+    tx = ledger.admin.close_submissions(task, round_)
+    if ledger.admin.round_info(task, round_).phase != Phase.REVEAL:  # a reopened round elects at once
+        return tx
+    return reveal_all(ledger, task, round_) or tx
+
+
+def reveal_all(ledger, task, round_, skip=()):
+    last = None
+    for address in ledger.admin.participants(task, round_):
+        i = index_of(ledger, address)
+        if i not in skip:
+            client = ledger.client(i)
+            last = client.reveal(task, round_, client.election_secret(task, round_, 0))
+    return last
 
 
 def index_of(ledger, address: str) -> int:
@@ -136,13 +160,19 @@ def test_create_task_opens_round_one_on_the_genesis_model(ledger):
     "overrides, what",
     [
         (dict(quorum=3), "quorum exceeds verifiersPerRound"),
-        (dict(quorum=0), "quorum must be at least 1"),
+        (dict(quorum=0), "quorum must be a majority of verifiersPerRound"),
+        (dict(quorum=1), "quorum must be a majority of verifiersPerRound"),
+        (dict(verifiers_per_round=4, quorum=2, min_participants=5), "quorum must be a majority of verifiersPerRound"),
+        (dict(min_participants=2), "minParticipants must exceed verifiersPerRound"),
         (dict(min_participants=0), "minParticipants must be at least 1"),
-        (dict(max_participants=1, min_participants=2), "maxParticipants < minParticipants"),
+        (dict(max_participants=2, min_participants=3), "maxParticipants < minParticipants"),
         (dict(genesis_sha256="00" * 32), "genesisSha256 is zero"),
-        (dict(verifiers_per_round=17, quorum=1), "verifiersPerRound exceeds 16"),
+        (dict(verifiers_per_round=17, quorum=9), "verifiersPerRound exceeds 16"),
         (dict(max_rounds=0), "maxRounds must be at least 1"),
         (dict(aggregation_window=0), "windows must be at least 1 second"),
+        (dict(max_samples=0), "maxSamples must be 1-2^32"),
+        (dict(max_samples=2**32 + 1), "maxSamples must be 1-2^32"),
+        (dict(reveal_window=0), "revealWindow must be at least 1 second"),
     ],
 )
 def test_create_task_rejects_inconsistent_config_InvalidArgument(ledger, overrides, what):
@@ -206,39 +236,59 @@ def test_update_for_another_round_reverts_WrongRound(ledger):
     assert (err.args_["expected"], err.args_["given"]) == (1, 2)
 
 
-def test_update_that_fills_the_round_closes_it_and_elects_in_the_same_transaction(ledger):
-    task = setup_task(ledger, max_participants=2, min_participants=1, verifiers_per_round=1, quorum=1)
+def test_update_that_fills_the_round_closes_it_and_the_last_reveal_elects(ledger):
+    task = setup_task(ledger, max_participants=2, min_participants=2, verifiers_per_round=1, quorum=1)
     submit_all(ledger, task, 1, [1])
     r = ledger.client(2).submit_update(task, 1, GENESIS, "bafk2", h("b"), 10)  # before the deadline
-    assert r.event("SubmissionsClosed")["participants"] == 2
-    assert r.event("LeaderElected")["leader"] in (ledger.accounts[1].address, ledger.accounts[2].address)
-    assert ledger.admin.round_info(task, 1).phase == Phase.AGGREGATION
+    assert r.event("SubmissionsClosed")["participants"] == 2 and r.event("SubmissionsClosed")["revealDeadline"] > 0
+    assert ledger.admin.round_info(task, 1).phase == Phase.REVEAL
+    assert ledger.admin.election_order(task, 1) == []  # nobody knows the order before every secret is out
     expect_revert("WrongPhase", ledger.client(3).submit_update, task, 1, GENESIS, "bafk", h("a"), 10)
     expect_revert("WrongPhase", ledger.admin.close_submissions, task, 1)
+    first = ledger.client(1).reveal(task, 1, ledger.client(1).election_secret(task, 1, 0))
+    assert not any(e.name == "LeaderElected" for e in first.events)
+    r = reveal_all(ledger, task, 1, skip=(1,))
+    assert r.event("SeedDrawn")["participants"] == 2
+    assert r.event("LeaderElected")["leader"] in (ledger.accounts[1].address, ledger.accounts[2].address)
+    assert ledger.admin.round_info(task, 1).phase == Phase.AGGREGATION
 
 
 def test_update_to_a_reopened_full_round_reverts_RoundFull_and_anyone_closes_it_at_once(ledger):
-    task = setup_task(ledger, max_participants=2, min_participants=1, verifiers_per_round=1, quorum=1)
+    task = setup_task(ledger, max_participants=2, min_participants=2, verifiers_per_round=1, quorum=1)
     submit_all(ledger, task, 1, [1, 2])
+    reveal_all(ledger, task, 1)
     for _ in range(2):  # both candidates time out: the round reopens, full
         ledger.advance(WINDOW + 1)
         r = ledger.admin.timeout(task, 1)
     assert r.event("RoundReopened")["epoch"] == 1
     expect_revert("RoundFull", ledger.client(3).submit_update, task, 1, GENESIS, "bafk", h("a"), 10)
     r = ledger.client(9).close_submissions(task, 1)  # before the new deadline, by anyone
-    assert r.event("SubmissionsClosed")["participants"] == 2 and r.event("LeaderElected")["epoch"] == 1
+    # A reopened round reveals nothing new: its order derives from the secrets already out.
+    assert r.event("SubmissionsClosed")["participants"] == 2 and r.event("SubmissionsClosed")["revealDeadline"] == 0
+    assert r.event("LeaderElected")["epoch"] == 1
 
 
-@pytest.mark.parametrize("cid, sha, n, what", [
-    ("", h("a"), 10, "cid must be 1-128 bytes"),
-    ("b" * 129, h("a"), 10, "cid must be 1-128 bytes"),
-    ("bafk", "00" * 32, 10, "sha256 is zero"),
-    ("bafk", h("a"), 0, "numSamples is zero"),
+@pytest.mark.parametrize("cid, sha, n, commitment, what", [
+    ("", h("a"), 10, None, "cid must be 1-128 bytes"),
+    ("b" * 129, h("a"), 10, None, "cid must be 1-128 bytes"),
+    ("bafk", "00" * 32, 10, None, "sha256 is zero"),
+    ("bafk", h("a"), 0, None, "numSamples is zero"),
+    ("bafk", h("a"), 10, "00" * 32, "commitment is zero"),
 ])
-def test_malformed_submission_reverts_InvalidArgument(ledger, cid, sha, n, what):
+def test_malformed_submission_reverts_InvalidArgument(ledger, cid, sha, n, commitment, what):
     task = setup_task(ledger)
-    err = expect_revert("InvalidArgument", ledger.client(1).submit_update, task, 1, GENESIS, cid, sha, n)
+    err = expect_revert("InvalidArgument", ledger.client(1).submit_update, task, 1, GENESIS, cid, sha, n, commitment)
     assert err.args_["what"] == what
+
+
+@pytest.mark.parametrize("claim", [2**32 + 1, 2**53, 2**64 - 1])
+def test_a_sample_claim_above_the_tasks_cap_reverts_TooManySamples_and_freezes_nothing(ledger, claim):
+    task = setup_task(ledger, max_samples=10_000)
+    err = expect_revert("TooManySamples", ledger.client(1).submit_update, task, 1, GENESIS, "bafk", h("a"), claim)
+    assert (err.args_["given"], err.args_["max"]) == (claim, 10_000)
+    ledger.client(1).submit_update(task, 1, GENESIS, "bafk", h("a"), 10_000)  # at the cap: taken
+    submit_all(ledger, task, 1, [2, 3])
+    assert ledger.admin.round_info(task, 1).total_samples == 10_000 + 102 + 103
 
 
 def test_update_after_close_reverts_WrongPhase(ledger):
@@ -278,14 +328,15 @@ def test_election_order_is_a_permutation_every_member_can_recompute(ledger):
     members = [1, 2, 3, 4, 5, 6, 7]
     submit_all(ledger, task, 1, members)
     r = close(ledger, task, 1)
-    closed = r.event("SubmissionsClosed")
+    closed = ledger.admin.events(names=["SubmissionsClosed"], task=task)[-1]
     participants = ledger.admin.participants(task, 1)
     order = ledger.admin.election_order(task, 1)
     assert sorted(order) == sorted(participants) and len(set(order)) == len(order)
-    # Recompute the seed from chain data alone, then the order from the seed.
-    parent_hash = ledger.w3.eth.get_block(r.block_number - 1)["hash"]
-    seed = derive_seed(parent_hash, task, 1, closed["epoch"], closed["inputsDigest"])
-    assert seed == closed["seed"] == ledger.admin.round_info(task, 1).seed
+    # Recompute the seed from the revealed secrets alone, then the order from the seed.
+    secrets = [e["secret"] for e in ledger.admin.events(names=["SecretRevealed"], task=task, round_=1)]
+    assert len(secrets) == len(members)
+    seed = derive_seed(xor_secrets(secrets), task, 1, closed["epoch"], closed["inputsDigest"])
+    assert seed == r.event("SeedDrawn")["seed"] == ledger.admin.round_info(task, 1).seed
     assert election_order(seed, participants) == order
     elected = r.event("LeaderElected")
     assert elected["leader"] == order[0]
@@ -423,11 +474,14 @@ def test_transaction_that_runs_out_of_gas_is_resent_once_with_more(ledger, monke
     assert ledger.admin.task_state(task).current_round == 2
 
 
-def test_disagreement_rejects_the_aggregate_and_elects_the_next_candidate(ledger):
-    task, leader, verifiers = elected_round(ledger, quorum=2)
+def test_a_quorum_of_disagreement_rejects_the_aggregate_and_elects_the_next_candidate(ledger):
+    task, leader, verifiers = elected_round(ledger, members=(1, 2, 3, 4, 5), verifiers_per_round=3, quorum=2,
+                                            min_participants=4)
     order = ledger.admin.election_order(task, 1)
     ledger.client(leader).publish_aggregate(task, 1, 0, "bafkbad", h("wrong"))
-    r = ledger.client(verifiers[0]).attest(task, 1, 0, False, h("right"))
+    ledger.client(verifiers[0]).attest(task, 1, 0, False, h("right"))
+    assert ledger.admin.round_info(task, 1).phase == Phase.VERIFICATION  # one dissent does not decide
+    r = ledger.client(verifiers[1]).attest(task, 1, 0, False, h("right"))
     failed = r.event("AttemptFailed")
     assert (failed["leader"], FailReason(failed["reason"])) == (ledger.accounts[leader].address, FailReason.REJECTED)
     elected = r.event("LeaderElected")
@@ -437,16 +491,107 @@ def test_disagreement_rejects_the_aggregate_and_elects_the_next_candidate(ledger
     assert (info.phase, info.attempt, info.leader, info.aggregate_sha256) == (
         Phase.AGGREGATION, 1, order[1], "00" * 32)
     # The rejected leader's stale attempt is closed for good.
-    expect_revert("WrongPhase", ledger.client(verifiers[1]).attest, task, 1, 0, True, h("wrong"))
+    expect_revert("WrongPhase", ledger.client(verifiers[2]).attest, task, 1, 0, True, h("wrong"))
 
 
-def test_quorum_one_of_two_finalizes_on_first_agreement(ledger):
-    task, leader, verifiers = elected_round(ledger, quorum=1)
+def test_quorum_two_of_three_finalizes_despite_one_dissent(ledger):
+    task, leader, verifiers = elected_round(ledger, members=(1, 2, 3, 4, 5), verifiers_per_round=3, quorum=2,
+                                            min_participants=4)
     ledger.client(leader).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
-    ledger.client(verifiers[0]).attest(task, 1, 0, False, h("other"))  # one dissent still leaves quorum reachable
+    ledger.client(verifiers[0]).attest(task, 1, 0, False, h("other"))  # one dissent: the quorum is still reachable
+    ledger.client(verifiers[1]).attest(task, 1, 0, True, h("agg"))
     assert ledger.admin.round_info(task, 1).phase == Phase.VERIFICATION
-    r = ledger.client(verifiers[1]).attest(task, 1, 0, True, h("agg"))
+    r = ledger.client(verifiers[2]).attest(task, 1, 0, True, h("agg"))
     assert r.event("RoundFinalized")["sha256"] == h("agg")
+
+
+def test_a_lone_dissent_under_unanimity_disputes_the_attempt_without_blaming_the_leader(ledger):
+    task, leader, verifiers = elected_round(ledger, quorum=2)  # 2 verifiers, quorum 2: the task asks for unanimity
+    ledger.client(leader).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
+    r = ledger.client(verifiers[0]).attest(task, 1, 0, False, h("other"))
+    assert FailReason(r.event("AttemptFailed")["reason"]) == FailReason.DISPUTED
+    assert ledger.admin.failed_leaderships(ledger.accounts[leader].address) == 0
+    assert r.event("LeaderElected")["attempt"] == 1
+
+
+def test_an_agreement_must_name_the_published_aggregate_AgreementMismatch(ledger):
+    task, leader, verifiers = elected_round(ledger)
+    ledger.client(leader).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
+    err = expect_revert("AgreementMismatch", ledger.client(verifiers[0]).attest, task, 1, 0, True, h("something else"))
+    assert (err.args_["published"], err.args_["given"]) == (h("agg"), h("something else"))
+
+
+@pytest.mark.parametrize("included, unavailable", [
+    (b"", b"\x00"),  # wrong length
+    (b"\x00", b"\x00"),  # nobody included
+    (b"\x03", b"\x02"),  # a participant both included and unavailable
+    (b"\x1f", b"\x00"),  # a bit beyond the 4 participants
+])
+def test_a_publication_whose_bitmaps_do_not_describe_the_participants_reverts_BadInclusion(ledger, included, unavailable):
+    task, leader, _ = elected_round(ledger)
+    err = expect_revert("BadInclusion", ledger.client(leader).publish_aggregate, task, 1, 0, "bafkagg", h("agg"),
+                        included, unavailable)
+    assert err.args_["participants"] == 4
+
+
+def test_the_included_set_is_on_chain_and_unavailable_updates_are_held_against_their_members(ledger):
+    task, leader, verifiers = elected_round(ledger)
+    participants = ledger.admin.participants(task, 1)
+    r = ledger.client(leader).publish_aggregate(task, 1, 0, "bafkagg", h("agg"), b"\x0b", b"\x04")
+    inc = r.event("UpdatesIncluded")
+    assert (inc["included"], inc["unavailable"]) == ("0b", "04")
+    withheld = r.event("UpdateWithheld")
+    assert withheld["member"] == participants[2] and withheld["leader"] == ledger.accounts[leader].address
+    assert ledger.admin.withheld_updates(participants[2]) == 1
+    from fedledger.node.protocol import inclusion_hash
+
+    assert ledger.admin.round_info(task, 1).included_hash == inclusion_hash(b"\x0b", b"\x04")
+
+
+def test_reveals_open_only_their_own_commitment_and_a_member_that_does_not_reveal_is_left_out(ledger):
+    task = setup_task(ledger)
+    submit_all(ledger, task, 1, [1, 2, 3, 4])
+    ledger.advance(WINDOW + 1)
+    ledger.admin.close_submissions(task, 1)
+    c1 = ledger.client(1)
+    expect_revert("BadReveal", c1.reveal, task, 1, h("not my secret"))
+    # Member 2's secret revealed by member 1: the commitment binds the member too.
+    expect_revert("BadReveal", c1.reveal, task, 1, ledger.client(2).election_secret(task, 1, 0))
+    expect_revert("NotRevealing", ledger.client(5).reveal, task, 1, h("x"))  # not a participant
+    c1.reveal(task, 1, c1.election_secret(task, 1, 0))
+    expect_revert("NotRevealing", c1.reveal, task, 1, c1.election_secret(task, 1, 0))  # only once
+    reveal_all(ledger, task, 1, skip=(1, 4))
+    expect_revert("TooEarly", ledger.admin.close_reveals, task, 1)
+    ledger.advance(WINDOW + 1)
+    expect_revert("TooLate", ledger.client(4).reveal, task, 1, ledger.client(4).election_secret(task, 1, 0))
+    r = ledger.client(9).close_reveals(task, 1)  # anyone
+    assert r.event("RevealMissed")["member"] == ledger.accounts[4].address
+    assert r.event("SeedDrawn")["participants"] == 3
+    assert ledger.admin.participants(task, 1) == [ledger.accounts[i].address for i in (1, 2, 3)]
+    assert not ledger.admin.has_submitted(task, 1, ledger.accounts[4].address)
+    assert ledger.admin.missed_reveals(ledger.accounts[4].address) == 1
+    assert ledger.accounts[4].address not in ledger.admin.election_order(task, 1)
+
+
+def test_too_few_reveals_reopen_the_round_keeping_the_revealed_updates(ledger):
+    task = setup_task(ledger)  # 3 participants at least
+    submit_all(ledger, task, 1, [1, 2, 3])
+    ledger.advance(WINDOW + 1)
+    ledger.admin.close_submissions(task, 1)
+    reveal_all(ledger, task, 1, skip=(3,))
+    ledger.advance(WINDOW + 1)
+    r = ledger.admin.close_reveals(task, 1)
+    assert r.event("RoundReopened")["epoch"] == 1
+    assert ledger.admin.round_info(task, 1).count == 2
+    ledger.client(3).submit_update(task, 1, GENESIS, "bafk3b", h("again"), 10)  # may come back in the new epoch
+    r = close(ledger, task, 1)
+    assert r.event("LeaderElected")["epoch"] == 1
+
+
+def test_commitments_bind_the_secret_to_the_member(ledger):
+    a, b = ledger.accounts[1].address, ledger.accounts[2].address
+    assert commitment(h("s"), a) != commitment(h("s"), b)
+    assert xor_secrets([h("x"), h("y")]) == xor_secrets([h("y"), h("x")])
 
 
 def test_zero_verifiers_finalizes_on_publish(ledger):
@@ -513,7 +658,7 @@ def test_every_candidate_failing_reopens_the_round_keeping_every_update(ledger):
 
 
 def test_task_completes_after_max_rounds_and_refuses_more_work(ledger):
-    task = setup_task(ledger, max_rounds=1, verifiers_per_round=0, quorum=0)
+    task = setup_task(ledger, max_rounds=1, verifiers_per_round=0, quorum=0, min_participants=2)
     submit_all(ledger, task, 1, [1, 2])
     r = close(ledger, task, 1)
     leader = index_of(ledger, r.event("LeaderElected")["leader"])
@@ -576,7 +721,7 @@ def test_a_second_client_with_the_same_key_resyncs_its_nonce(ledger):
 
 
 def test_storage_keeps_two_rounds_and_older_ones_live_in_the_event_log(ledger):
-    task = setup_task(ledger, max_rounds=4, verifiers_per_round=0, quorum=0)
+    task = setup_task(ledger, max_rounds=4, verifiers_per_round=0, quorum=0, min_participants=2)
     parent = GENESIS
     for rnd in (1, 2, 3):
         submit_all(ledger, task, rnd, [1, 2], parent=parent)
@@ -599,7 +744,8 @@ def test_storage_keeps_two_rounds_and_older_ones_live_in_the_event_log(ledger):
 
 def test_events_decoded_with_eth_abi_equal_web3s_decoding_and_member_view_equals_the_views(ledger):
     task = setup_task(ledger, min_participants=3, max_participants=3)
-    submit_all(ledger, task, 1, (1, 2, 3))  # fills the round: closes it and elects
+    submit_all(ledger, task, 1, (1, 2, 3))  # fills the round: closes it
+    reveal_all(ledger, task, 1)  # the last reveal elects
     info = ledger.admin.round_info(task, 1)
     ledger.client(index_of(ledger, info.leader)).publish_aggregate(task, 1, 0, "bafkagg", h("agg"))
     verifiers = ledger.admin.verifiers_of(task, 1, 0)
@@ -611,8 +757,8 @@ def test_events_decoded_with_eth_abi_equal_web3s_decoding_and_member_view_equals
     assert not outsider.submitted and not outsider.verifier
     ledger.client(index_of(ledger, verifiers[0])).attest(task, 1, 0, True, h("agg"))
     events = ledger.admin.events()
-    assert {"TaskCreated", "RoundOpened", "UpdateSubmitted", "SubmissionsClosed", "LeaderElected",
-            "AggregatePublished", "Attested"} <= {e.name for e in events}
+    assert {"TaskCreated", "RoundOpened", "UpdateSubmitted", "SubmissionsClosed", "SecretRevealed", "SeedDrawn",
+            "LeaderElected", "AggregatePublished", "UpdatesIncluded", "Attested"} <= {e.name for e in events}
     for ev in events:
         raw = ledger.admin.w3.eth.get_logs({"address": ledger.admin.address, "fromBlock": ev.block_number,
                                             "toBlock": ev.block_number})
@@ -623,10 +769,11 @@ def test_events_decoded_with_eth_abi_equal_web3s_decoding_and_member_view_equals
 
 
 def test_events_filter_by_name_task_and_round_on_the_chain_node(ledger):
-    task = setup_task(ledger, min_participants=2, max_participants=2)
-    other = ledger.admin.create_task(config(min_participants=2, max_participants=2))[0]
+    task = setup_task(ledger, min_participants=2, max_participants=2, verifiers_per_round=1, quorum=1)
+    other = ledger.admin.create_task(config(min_participants=2, max_participants=2, verifiers_per_round=1, quorum=1))[0]
     for t in (task, other):
         submit_all(ledger, t, 1, (1, 2))  # max participants submitted: the round closed itself
+    reveal_all(ledger, task, 1)
     info = ledger.admin.round_info(task, 1)
     for i in [index_of(ledger, info.leader)] + [index_of(ledger, a) for a in ledger.admin.verifiers_of(task, 1, 0)]:
         if i == index_of(ledger, info.leader):

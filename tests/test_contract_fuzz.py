@@ -44,6 +44,8 @@ def random_call(rng: random.Random, client: ChainClient, task: int):
         lambda: client.attest(t, rnd, rng.choice([0, 1, 7]), rng.choice([True, False]), random_hash(rng)),
         lambda: client.timeout(t, rnd),
         lambda: client.close_submissions(t, rnd),
+        lambda: client.reveal(t, rnd, random_hash(rng)),
+        lambda: client.close_reveals(t, rnd),
         lambda: client.add_member(Account.create().address, "intruder"),
         lambda: client.remove_member(Account.create().address),
         lambda: client.transfer_admin(client.sender),
@@ -101,10 +103,11 @@ def test_reverted_transactions_sent_without_estimation_leave_state_unchanged(led
         "nonce": w3.eth.get_transaction_count(ledger.accounts[0].address), "chainId": 31337}).raw_transaction))
     before = snapshot(admin, task, [ledger.accounts[1].address])
     fns = [
-        admin.contract.functions.submitUpdate(task, 1, bytes.fromhex(GENESIS), "bafk", b"\x01" * 32, 5),
+        admin.contract.functions.submitUpdate(task, 1, bytes.fromhex(GENESIS), "bafk", b"\x01" * 32, 5, b"\x02" * 32),
         admin.contract.functions.addMember(stranger.address, "me"),
-        admin.contract.functions.publishAggregate(task, 1, 0, "bafk", b"\x01" * 32),
+        admin.contract.functions.publishAggregate(task, 1, 0, "bafk", b"\x01" * 32, b"\x01", b"\x00"),
         admin.contract.functions.closeSubmissions(task, 1),
+        admin.contract.functions.reveal(task, 1, b"\x03" * 32),
     ]
     for nonce, fn in enumerate(fns):
         tx = fn.build_transaction({"from": stranger.address, "nonce": nonce, "gas": 300_000,

@@ -12,11 +12,12 @@ DEADLINE = 1_000
 
 
 def view(phase: Phase, *, count: int = 0, leader: str | None = None, submitted: bool = False,
-         verifier: bool = False, attempt: int = 0, completed: bool = False, rnd: int = 3) -> MemberView:
+         verifier: bool = False, attempt: int = 0, completed: bool = False, rnd: int = 3,
+         revealed: bool = False) -> MemberView:
     info = RoundInfo(phase=phase, epoch=0, attempt=attempt, count=count, agrees=0, disagrees=0, deadline=DEADLINE,
                      total_samples=0, seed="00" * 32, inputs_digest="00" * 32, aggregate_sha256="22" * 32,
                      aggregate_cid="bafkagg", leader=leader)
-    return MemberView(TaskState(completed, rnd, "33" * 32, "bafkglobal"), info, submitted, verifier)
+    return MemberView(TaskState(completed, rnd, "33" * 32, "bafkglobal"), info, submitted, revealed, verifier)
 
 
 def kinds(steps: list[Step]) -> list[str]:
@@ -30,6 +31,8 @@ def test_a_completed_task_asks_for_nothing():
 def test_a_member_that_has_not_submitted_submits_then_watches_the_window():
     steps = decide(view(Phase.SUBMISSION, count=1), ME, CONFIG, now=DEADLINE - 10)
     assert kinds(steps) == ["submit", "prefetch"] and steps[0].round == 3 and not steps[1].needed
+    # A refused update is not sent again in the same epoch.
+    assert "submit" not in kinds(decide(view(Phase.SUBMISSION, count=1), ME, CONFIG, now=0, done={steps[0].key}))
 
 
 def test_a_member_that_submitted_does_not_submit_again():
@@ -42,6 +45,15 @@ def test_the_window_is_closed_when_full_or_past_its_deadline_with_the_minimum():
     # Past the deadline but below the minimum: the window stays open for late members.
     assert "close" not in kinds(decide(view(Phase.SUBMISSION, count=1, submitted=True), ME, CONFIG, now=DEADLINE + 99))
     assert "close" not in kinds(decide(view(Phase.SUBMISSION, count=3, submitted=True), ME, CONFIG, now=DEADLINE - 1))
+
+
+def test_a_participant_reveals_once_the_window_closed_and_anyone_ends_a_late_reveal():
+    steps = decide(view(Phase.REVEAL, count=4, submitted=True), ME, CONFIG, now=DEADLINE - 1)
+    assert kinds(steps) == ["reveal", "prefetch"]
+    assert kinds(decide(view(Phase.REVEAL, count=4, submitted=True), ME, CONFIG, now=0, done={steps[0].key})) == ["prefetch"]
+    assert kinds(decide(view(Phase.REVEAL, count=4, submitted=True, revealed=True), ME, CONFIG, now=0)) == ["prefetch"]
+    assert "reveal" not in kinds(decide(view(Phase.REVEAL, count=4), ME, CONFIG, now=0))  # not a participant
+    assert kinds(decide(view(Phase.REVEAL, count=4), ME, CONFIG, now=DEADLINE + TIMEOUT_GRACE + 1))[-1] == "close_reveals"
 
 
 def test_the_elected_leader_leads_once_per_attempt_and_fetches_what_it_needs():

@@ -353,7 +353,7 @@ def test_task_create_from_a_genesis_file_publishes_its_bytes_and_spec_and_opens_
     loaded, meta = read_model(genesis_file, cfg.genesis_sha256, ModelSpec.from_tensors(tensors))
     assert all(np.array_equal(loaded[k], tensors[k]) for k in tensors) and meta["kind"] == "genesis"
     assert (cfg.rule_id, cfg.max_rounds, cfg.verifiers_per_round, cfg.quorum) == ("trimmed_mean", 3, 1, 1)
-    assert (cfg.min_participants, cfg.max_participants) == (1, 2)  # from the 2 members
+    assert (cfg.min_participants, cfg.max_participants) == (2, 2)  # from the 2 members, never below leader + verifier
     shown = as_json(cli("task", "show", created["task"], "--deployment", chain.deployment, "--json"))
     assert shown["config"]["rule_params"]["beta"] == 0.2
     assert (shown["round"], shown["phase"], shown["lineage"]) == (1, "submission", [])
@@ -367,7 +367,7 @@ def test_task_create_from_a_genesis_file_publishes_its_bytes_and_spec_and_opens_
 def test_task_create_by_a_non_admin_is_refused_with_NotAdmin(cli, chain, ipfs_node, tmp_path):
     result = cli("task", "create", "--workload", "digits-mlp", "--ipfs-api", ipfs_node.api_url, "--out",
                  tmp_path / "tasks", "--deployment", chain.deployment, "--keystore", chain.outsider_ks,
-                 "--password", f"env:{PW_ENV}", "--json")
+                 "--password", f"env:{PW_ENV}", "--verifiers", "1", "--json")
     assert result.exit_code == EXIT_REFUSED and as_json(result)["error"] == "NotAdmin"
 
 

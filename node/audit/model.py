@@ -55,8 +55,10 @@ class UpdateAudit:
     num_samples: int
     epoch: int
     block: int
-    status: str = "not_checked"  # included | excluded | unavailable | not_checked
+    status: str = "not_checked"  # included | excluded | unavailable | left_out | not_checked
     reason: str = ""
+    commitment: str = ""
+    in_round: bool = True  # False: left out of the round (no reveal) or replaced by a later update
 
     @property
     def record(self) -> UpdateRecord:
@@ -70,11 +72,13 @@ class AttemptAudit:
     leader: str
     leader_name: str
     verifiers: list[str]
-    outcome: str = "pending"  # finalized | timed_out | rejected | unverified | pending
+    outcome: str = "pending"  # finalized | timed_out | rejected | unverified | disputed | pending
     published_cid: str | None = None
     published_sha256: str | None = None
     attestations: list[dict] = field(default_factory=list)
     note: str = ""
+    included: list[str] | None = None  # members the leader says its aggregate is built from
+    unavailable: list[str] | None = None  # members whose update the leader declared it could not fetch
 
 
 @dataclass

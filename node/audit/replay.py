@@ -9,12 +9,13 @@ with a stable `kind` (docs/audit.md) records what broke.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from ..chain.client import Event
 from ..protocol.digest import initial_digest, next_digest
-from ..protocol.election import derive_seed, election_order, verifiers_for
+from ..protocol.election import commitment, derive_seed, election_order, verifiers_for, xor_secrets
+from ..protocol.inclusion import indices
 from .model import OUTCOMES, AttemptAudit, Failure, RoundAudit, TaskAudit, UpdateAudit
 
 
@@ -41,9 +42,8 @@ def _param_bytes(value: Any) -> bytes:
 class _Rebuild:
     """Folds the event log into TaskAudits, checking each event against what came before."""
 
-    def __init__(self, wanted_task: int | None, blockhash: Callable[[int], str] | None):
+    def __init__(self, wanted_task: int | None):
         self.wanted = wanted_task
-        self.blockhash = blockhash
         self.members: dict[str, str] = {}
         self.tasks: dict[int, TaskAudit] = {}
         self._state: dict[tuple[int, int], dict] = {}  # (task, round) -> running digest etc.
@@ -132,7 +132,8 @@ class _Rebuild:
                        f"{(expected_parent or '?')[:16]}", sha=parent)
         t.rounds.append(r)
         self._state[(t.task, rnd)] = {"digest": initial_digest(t.task, rnd, parent), "samples": 0,
-                                      "participants": [], "order": [], "closed_epochs": set()}
+                                      "participants": [], "order": [], "closed_epochs": set(), "secrets": [],
+                                      "digest_at_close": None}
 
     def _on_UpdateSubmitted(self, ev: Event) -> None:
         r = self._round(ev)
@@ -140,7 +141,10 @@ class _Rebuild:
             return
         st = self._state[(r.task, r.round)]
         u = UpdateAudit(ev["member"], self.name(ev["member"]), ev["cid"], ev["sha256"], ev["numSamples"],
-                        ev["epoch"], ev.block_number)
+                        ev["epoch"], ev.block_number, commitment=ev.args.get("commitment", ""))
+        for earlier in r.updates:  # a member left out for not revealing may submit again later
+            if earlier.member == u.member and earlier.in_round:
+                earlier.in_round = False
         r.updates.append(u)
         if ev["parent"] != r.parent_sha256:
             self._fail(r, "parent_link", f"update of {u.name}",
@@ -151,6 +155,8 @@ class _Rebuild:
                        u.cid, u.sha256)
         st["digest"] = next_digest(st["digest"], u.member, u.sha256, u.num_samples)
         st["samples"] += u.num_samples
+        if u.member in st["participants"]:
+            st["participants"].remove(u.member)
         st["participants"].append(u.member)
 
     def _on_SubmissionsClosed(self, ev: Event) -> None:
@@ -159,11 +165,12 @@ class _Rebuild:
             return
         st = self._state[(r.task, r.round)]
         digest = st["digest"].hex()
-        close = {"epoch": ev["epoch"], "block": ev.block_number, "seed": ev["seed"],
-                 "participants": ev["participants"], "total_samples": ev["totalSamples"],
-                 "inputs_digest": ev["inputsDigest"]}
+        close = {"epoch": ev["epoch"], "block": ev.block_number, "participants": ev["participants"],
+                 "total_samples": ev["totalSamples"], "inputs_digest": ev["inputsDigest"],
+                 "reveal_deadline": ev["revealDeadline"], "seed": None}
         r.closes.append(close)
         r.epoch = ev["epoch"]
+        st["digest_at_close"] = ev["inputsDigest"]
         ok = (ev["inputsDigest"] == digest and ev["participants"] == len(st["participants"])
               and ev["totalSamples"] == st["samples"])
         if not r.check("events.inputs_digest", ok,
@@ -174,13 +181,58 @@ class _Rebuild:
                        f"{ev['inputsDigest'][:16]}; the UpdateSubmitted events give {len(st['participants'])} "
                        f"updates, {st['samples']} samples, digest {digest[:16]}: an update event is missing "
                        f"or altered")
-        if self.blockhash is not None:
-            seed = derive_seed(self.blockhash(ev.block_number - 1), r.task, r.round, ev["epoch"], ev["inputsDigest"])
-            if not r.check("events.seed", seed == ev["seed"], "the election seed derives from the chain"):
-                self._fail(r, "election", "election seed",
-                           f"the seed {ev['seed'][:16]} of epoch {ev['epoch']} is not keccak(blockhash, task, round, "
-                           f"epoch, inputsDigest) = {seed[:16]}")
+
+    def _on_SecretRevealed(self, ev: Event) -> None:
+        r = self._round(ev)
+        if r is None:
+            return
+        u = next((x for x in reversed(r.updates) if x.member == ev["member"] and x.in_round), None)
+        if u is None or commitment(ev["secret"], ev["member"]) != u.commitment:
+            self._fail(r, "election", f"reveal of {self.name(ev['member'])}",
+                       "the revealed secret does not open the commitment of the member's update")
+            return
+        self._state[(r.task, r.round)]["secrets"].append(ev["secret"])
+
+    def _on_RevealMissed(self, ev: Event) -> None:
+        r = self._round(ev)
+        if r is None:
+            return
+        st = self._state[(r.task, r.round)]
+        if ev["member"] in st["participants"]:
+            st["participants"].remove(ev["member"])
+        for u in r.updates:
+            if u.member == ev["member"] and u.in_round:
+                u.in_round, u.status, u.reason = False, "left_out", "no_reveal"
+        r.notes.append(f"{self.name(ev['member'])} did not reveal its secret in time: its update is left out")
+
+    def _on_SeedDrawn(self, ev: Event) -> None:
+        r = self._round(ev)
+        if r is None:
+            return
+        st = self._state[(r.task, r.round)]
+        seed = derive_seed(xor_secrets(st["secrets"]), r.task, r.round, ev["epoch"], st["digest_at_close"] or "00" * 32)
+        if r.closes:
+            r.closes[-1]["seed"] = ev["seed"]
+        ok = seed == ev["seed"] and ev["participants"] == len(st["participants"])
+        if not r.check("events.seed", ok, f"epoch {ev['epoch']}: the seed derives from {len(st['secrets'])} revealed "
+                                          f"secrets"):
+            self._fail(r, "election", "election seed",
+                       f"the seed {ev['seed'][:16]} of epoch {ev['epoch']} is not the one the revealed secrets give "
+                       f"({seed[:16]}), or it was drawn over {ev['participants']} participants, not "
+                       f"{len(st['participants'])}")
         st["order"] = election_order(ev["seed"], st["participants"])
+
+    def _on_UpdatesIncluded(self, ev: Event) -> None:
+        r = self._round(ev)
+        if r is None:
+            return
+        a = self._attempt(r, ev["epoch"], ev["attempt"])
+        if a is None:
+            return
+        members = self._state[(r.task, r.round)]["participants"]
+        n = len(members)
+        a.included = [members[i] for i in indices(bytes.fromhex(ev["included"]), n)]
+        a.unavailable = [members[i] for i in indices(bytes.fromhex(ev["unavailable"]), n)]
 
     def _on_LeaderElected(self, ev: Event) -> None:
         r = self._round(ev)
@@ -306,11 +358,9 @@ class _Rebuild:
                                       f"{(last.global_sha256 if last else '-')[:16]} (max {t.max_rounds})"))
 
 
-def rebuild_lineage(events: Iterable[Event], task: int | None = None,
-                    blockhash: Callable[[int], str] | None = None) -> tuple[list[TaskAudit], dict[str, str]]:
+def rebuild_lineage(events: Iterable[Event], task: int | None = None) -> tuple[list[TaskAudit], dict[str, str]]:
     """The lineage of every task (or one) from the event log alone, with every event-level check
-    done. `blockhash(n)` (hex) lets the election seeds be recomputed; without it they are trusted.
-    Pure: no network, no files."""
-    rb = _Rebuild(task, blockhash)
+    done (the election seeds from the revealed secrets included). Pure: no network, no files."""
+    rb = _Rebuild(task)
     rb.feed(events)
     return [rb.tasks[k] for k in sorted(rb.tasks)], rb.members

@@ -79,14 +79,7 @@ def run_audit(chain: ChainClient, source: BlobSource, *, from_block: int = 0, ta
         # One block fixes what is audited: a live federation may move on while the audit runs.
         head = chain.block_number()
         events = chain.events(from_block=from_block, to_block=head)
-        hashes: dict[int, str] = {}
-
-        def blockhash(n: int) -> str:
-            if n not in hashes:
-                hashes[n] = chain.block_hash(n)
-            return hashes[n]
-
-        tasks, members = rebuild_lineage(events, task, blockhash)
+        tasks, members = rebuild_lineage(events, task)
         if task is not None and not tasks:
             raise AuditError(f"no task {task} on FedLedger {chain.address} (from block {from_block}): "
                              f"see `fedledger status` for the tasks there are")

@@ -78,8 +78,19 @@ def verify_round(t: TaskAudit, r: RoundAudit, fetcher: Fetcher, scratch: Path) -
         return
     subject = f"global model (leader {r.leader_name})"
     spec = t.spec
+    # The round's inputs: its participants' updates; those its finalizing leader declared it could
+    # not fetch in time are left out by everyone, as the chain records.
+    inputs = [u for u in r.updates if u.in_round]
+    final = next((a for a in r.attempts if a.outcome == "finalized"), None)
+    declared = set(final.unavailable or []) if final is not None else set()
+    unavailable = {u.sha256 for u in inputs if u.member in declared}
+    for u in inputs:
+        if u.member in declared:
+            u.status, u.reason = "unavailable", "declared unavailable by the leader"
     # Updates: fetched and hash-checked; the deterministic exclusions happen in build_aggregate.
-    for u in r.updates:
+    for u in inputs:
+        if u.member in declared:
+            continue
         blob = fetcher.get(u.cid, u.sha256)
         if blob.error is not None and isinstance(blob.error, (IpfsTimeout, IpfsUnavailable)):
             u.status, u.reason = "unavailable", str(blob.error)
@@ -117,11 +128,11 @@ def verify_round(t: TaskAudit, r: RoundAudit, fetcher: Fetcher, scratch: Path) -
     try:
         rule = get_rule(t.rule_id)
         result = build_aggregate(task=t.task, rnd=r.round, parent_sha=r.parent_sha256, rule_id=t.rule_id,
-                                 rule_params=t.rule_params, spec=spec, updates=[u.record for u in r.updates],
+                                 rule_params=t.rule_params, spec=spec, updates=[u.record for u in inputs],
                                  fetch=fetch, out=scratch / "recomputed" / f"task{t.task}-round{r.round}.safetensors",
-                                 parent=parent)
+                                 parent=parent, unavailable=unavailable)
     except NoValidUpdate as exc:
-        for u in r.updates:
+        for u in inputs:
             why = dict((x.sha256, w) for x, w in exc.excluded).get(u.sha256)
             if u.status != "unavailable":
                 u.status, u.reason = "excluded", why or ""
@@ -135,13 +146,25 @@ def verify_round(t: TaskAudit, r: RoundAudit, fetcher: Fetcher, scratch: Path) -
                                   r.global_cid, r.global_sha256))
         return
     why = {u.sha256: reason for u, reason in result.excluded}
-    for u in r.updates:
+    for u in inputs:
         if u.sha256 in why and u.status != "unavailable":
             u.status, u.reason = "excluded", why[u.sha256]
         elif u.sha256 not in why:
             u.status = "included"
     r.recomputed_sha256 = result.sha256
-    missing = [u for u in r.updates if u.status == "unavailable"]
+    if final is not None and final.included is not None:
+        ours = sorted(u.member for u in result.included)
+        if not r.check("global.included_set", sorted(final.included) == ours,
+                       f"{len(ours)} updates in the aggregate, as its leader published"):
+            dropped = [x.name for x in inputs if x.member in set(ours) - set(final.included)]
+            extra = [x.name for x in inputs if x.member in set(final.included) - set(ours)]
+            r.failures.append(Failure(t.task, r.round, "included_set", subject,
+                                      f"the leader says its aggregate is built from {len(final.included)} updates; "
+                                      f"the valid ones are {len(ours)}" + (f"; left out: {', '.join(dropped)}" if dropped
+                                                                           else "") +
+                                      (f"; invalid but included: {', '.join(extra)}" if extra else ""),
+                                      r.global_cid, r.global_sha256))
+    missing = [u for u in inputs if u.status == "unavailable" and u.member not in declared]
     if theirs is None and result.sha256 == r.global_sha256:
         r.notes.append("the recomputed aggregate has the sha256 the chain recorded: the leader published the right "
                        "hash with the CID of other bytes")
@@ -253,7 +276,7 @@ def _review_attempts(t: TaskAudit, r: RoundAudit, result, fetch, scratch: Path, 
                 if a.outcome == "finalized" and x["computed_sha256"] != final:
                     r.notes.append(f"verifier {x['name']} attested {'agree' if x['agree'] else 'disagree'} with its "
                                    f"recomputation {x['computed_sha256'][:12]}, the audit expected {final[:12]}")
-        if a.outcome in ("rejected", "unverified") and a.published_sha256 and exact:
+        if a.outcome in ("rejected", "unverified", "disputed") and a.published_sha256 and exact:
             updates = [u.record for u in r.updates if u.epoch <= a.epoch]
             if len(updates) == len(r.updates):
                 expected = result.sha256

@@ -7,10 +7,10 @@ and its arguments. Events come back decoded, in chain order: they are the lineag
 
 from __future__ import annotations
 
-import http.client
+import hashlib
+import hmac
 import logging
 import threading
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -23,6 +23,8 @@ from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from web3.middleware import ExtraDataToPOAMiddleware
 
 from ..errors import ChainError, ContractRevert, TransactionRejected
+from ..protocol.election import commitment as election_commitment
+from ..protocol.inclusion import bitmap
 from ..protocol.types import (
     MemberView,
     Phase,
@@ -33,6 +35,7 @@ from ..protocol.types import (
     to_bytes32,
 )
 from .contracts import Artifact, load_artifact
+from .transport import LeanHTTPProvider
 
 
 log = logging.getLogger("fedledger.chain")
@@ -74,49 +77,6 @@ class TxResult:
 
 
 # --------------------------------------------------------------------------- client
-
-
-class LeanHTTPProvider(Web3.HTTPProvider):
-    """web3's HTTP provider over one keep-alive `http.client` connection per thread instead of
-    `requests`: a node asks for the block number ten times a second and reads the round on every
-    block, and `requests` took a quarter of a node's CPU doing it (py-spy, ten organisations on two
-    cores); `http.client` does the same POST for a fraction. Transport failures are `OSError`s
-    (`ChainClient._rpc` turns them into `ChainError`); a connection the node closed while idle is
-    reopened once."""
-
-    def __init__(self, endpoint_uri: str, timeout: float = 60.0):
-        super().__init__(endpoint_uri, request_kwargs={"timeout": timeout})
-        url = urllib.parse.urlsplit(endpoint_uri)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ChainError(f"{endpoint_uri!r} is not an http:// or https:// JSON-RPC URL")
-        self._conn_class = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-        self._host, self._port, self._path = url.hostname, url.port, (url.path or "/") + (f"?{url.query}" if url.query else "")
-        self._timeout = timeout
-        self._local = threading.local()
-
-    def _make_request(self, method, request_data: bytes) -> bytes:  # type: ignore[override]
-        headers = {"Content-Type": "application/json", "Content-Length": str(len(request_data))}
-        for retry in (True, False):
-            conn = getattr(self._local, "conn", None)
-            fresh = conn is None
-            if fresh:
-                conn = self._local.conn = self._conn_class(self._host, self._port, timeout=self._timeout)
-            try:
-                conn.request("POST", self._path, body=request_data, headers=headers)
-                resp = conn.getresponse()
-                body = resp.read()
-            except (http.client.HTTPException, OSError) as exc:
-                conn.close()
-                self._local.conn = None
-                if retry and not fresh and not isinstance(exc, TimeoutError):
-                    continue  # the node closed an idle keep-alive connection: reopen once
-                if isinstance(exc, OSError):
-                    raise
-                raise ConnectionError(f"{method}: {exc!r}") from exc
-            if resp.status != 200:
-                raise ConnectionError(f"{method}: HTTP {resp.status} from the chain node: {body[:200]!r}")
-            return body
-        raise AssertionError("unreachable")
 
 
 class ChainClient:
@@ -285,17 +245,49 @@ class ChainClient:
         return result.event("TaskCreated")["task"], result
 
     def submit_update(
-        self, task: int, round_: int, parent_sha256: str, cid: str, sha256: str, num_samples: int
+        self, task: int, round_: int, parent_sha256: str, cid: str, sha256: str, num_samples: int,
+        commitment: str | bytes | None = None, epoch: int = 0,
     ) -> TxResult:
+        """Submit an update. Without `commitment`, this member's own secret for (task, round,
+        epoch) is committed to (`election_secret`), so it can reveal it later, even after a restart."""
+        if commitment is None:
+            commitment = election_commitment(self.election_secret(task, round_, epoch), self.sender)
         return self._transact(
-            "submitUpdate", task, round_, to_bytes32(parent_sha256), cid, to_bytes32(sha256), num_samples
+            "submitUpdate", task, round_, to_bytes32(parent_sha256), cid, to_bytes32(sha256), num_samples,
+            to_bytes32(commitment),
         )
+
+    def election_secret(self, task: int, round_: int, epoch: int) -> bytes:
+        """This member's secret for the election of (task, round, epoch): HMAC-SHA256 under its own
+        key of the contract, chain and round, so it is unpredictable to others and the member's
+        node derives it again after a restart. Never logged."""
+        if self.account is None:
+            raise ChainError("this client has no account: load a keystore to commit to a secret")
+        message = b"fedledger-election|" + abi_encode(
+            ["uint256", "address", "uint256", "uint256", "uint256"],
+            [self.chain_id, self._need_contract().address, task, round_, epoch])
+        return hmac.new(bytes(self.account.key), message, hashlib.sha256).digest()
+
+    def reveal(self, task: int, round_: int, secret: str | bytes) -> TxResult:
+        return self._transact("reveal", task, round_, to_bytes32(secret))
 
     def close_submissions(self, task: int, round_: int) -> TxResult:
         return self._transact("closeSubmissions", task, round_)
 
-    def publish_aggregate(self, task: int, round_: int, attempt: int, cid: str, sha256: str) -> TxResult:
-        return self._transact("publishAggregate", task, round_, attempt, cid, to_bytes32(sha256))
+    def close_reveals(self, task: int, round_: int) -> TxResult:
+        return self._transact("closeReveals", task, round_)
+
+    def publish_aggregate(self, task: int, round_: int, attempt: int, cid: str, sha256: str,
+                          included: bytes | None = None, unavailable: bytes | None = None) -> TxResult:
+        """Publish the aggregate of `attempt` and the bitmaps of the updates in it (`included`)
+        and those this leader could not fetch in time (`unavailable`): protocol.inclusion. Without
+        them: every participant's update, none unavailable."""
+        if included is None or unavailable is None:
+            n = len(self.participants(task, round_))
+            included = bitmap(range(n), n) if included is None else included
+            unavailable = bitmap([], n) if unavailable is None else unavailable
+        return self._transact("publishAggregate", task, round_, attempt, cid, to_bytes32(sha256), bytes(included),
+                              bytes(unavailable))
 
     def attest(self, task: int, round_: int, attempt: int, agree: bool, computed_sha256: str) -> TxResult:
         return self._transact("attest", task, round_, attempt, agree, to_bytes32(computed_sha256))
@@ -342,9 +334,9 @@ class ChainClient:
             values = abi_decode(self._member_view_outputs, bytes.fromhex(out[2:]))
         except (ChainError, ValueError, TypeError):
             values = self._view("memberView", task, to_checksum_address(member))
-        completed, current, sha, cid, rnd, submitted, verifier = values
+        completed, current, sha, cid, rnd, submitted, revealed, verifier = values
         return MemberView(TaskState(completed, current, bytes(sha).hex(), cid), self._round_info(rnd),
-                          submitted, verifier)
+                          submitted, revealed, verifier)
 
     @staticmethod
     def _round_info(v) -> RoundInfo:
@@ -363,6 +355,8 @@ class ChainClient:
             aggregate_sha256=bytes(v[10]).hex(),
             aggregate_cid=v[11],
             leader=leader,
+            reveals=v[13],
+            included_hash=bytes(v[14]).hex(),
         )
 
     def participants(self, task: int, round_: int) -> list[str]:
@@ -379,6 +373,12 @@ class ChainClient:
 
     def failed_leaderships(self, who: str) -> int:
         return self._view("failedLeaderships", to_checksum_address(who))
+
+    def withheld_updates(self, who: str) -> int:
+        return self._view("withheldUpdates", to_checksum_address(who))
+
+    def missed_reveals(self, who: str) -> int:
+        return self._view("missedReveals", to_checksum_address(who))
 
     # ------------------------------------------------------------------ events
 

@@ -11,7 +11,7 @@ import typer
 from fedledger.aggregation.registry import RULES
 
 from .. import defaults
-from ..errors import InputError
+from ..errors import ContractRevert, InputError
 from ..training.workloads import WORKLOADS
 from .output import (
     EXIT_CODES_HELP,
@@ -27,7 +27,6 @@ from .output import (
     reflow,
     reporting,
     rpc_opt,
-    warn,
 )
 
 task_app = typer.Typer(help="Federated training tasks: create one (admin), list them, show one with its lineage.",
@@ -60,9 +59,18 @@ def task_create(
     verification_window: int = typer.Option(defaults.VERIFICATION_WINDOW, "--verification-window", min=1,
                                             help="Seconds verifiers have to attest."),
     verifiers: int = typer.Option(defaults.VERIFIERS, "--verifiers", min=0, help="Verifiers per round; 0 trusts the "
-                                  f"leader (at most {defaults.MAX_VERIFIERS})."),
-    quorum: Optional[int] = typer.Option(None, "--quorum", min=0, help="Agreements that finalize (default: all verifiers)."),
+                                  f"leader (at most {defaults.MAX_VERIFIERS}). A round needs at least verifiers + 1 "
+                                  "participants."),
+    quorum: Optional[int] = typer.Option(None, "--quorum", min=0, help="Agreements that finalize, a majority of the "
+                                         "verifiers (default: the smallest majority; --verifiers N --quorum N asks for "
+                                         "unanimity)."),
     rounds: int = typer.Option(defaults.ROUNDS, "--rounds", min=1, help="Rounds the task runs."),
+    max_samples: int = typer.Option(defaults.MAX_SAMPLES, "--max-samples", min=1,
+                                    help="The most training samples one update may claim (its weight); the chain "
+                                         f"refuses more (at most {defaults.MAX_SAMPLES})."),
+    reveal_window: int = typer.Option(defaults.REVEAL_WINDOW, "--reveal-window", min=1,
+                                      help="Seconds the participants of a closed round have to reveal the secrets "
+                                           "that seed its election; who does not reveal is left out of the round."),
     ipfs_api: Optional[str] = typer.Option(None, "--ipfs-api", help="YOUR IPFS node's RPC API: the genesis model and "
                                                                     "spec are added and pinned there (default: from "
                                                                     f"--config, else {defaults.IPFS_API})."),
@@ -101,17 +109,18 @@ def task_create(
         ipfs.id()  # unreachable: exit 3 before anything is written or sent
         acc = chain_access(deployment=deployment, rpc=rpc, poa=poa, config=config, keystore=keystore,
                            password=password, devnet=devnet, sign=True)
+        if acc.client.admin() != acc.client.sender:  # what the chain would answer, before anything is written
+            raise ContractRevert("NotAdmin", {"who": acc.client.sender}, "createTask")
         n = sum(1 for m in members_of(acc.client, acc.deployment.block).values() if m["active"])
-        min_p, max_p = default_participants(n, min_participants, max_participants)
+        min_p, max_p = default_participants(n, min_participants, max_participants, verifiers)
         plan = TaskPlan(rule=rule, rule_params=params, min_participants=min_p, max_participants=max_p,
                         submission_window=submission_window, aggregation_window=aggregation_window,
-                        verification_window=verification_window, verifiers=verifiers, quorum=quorum, rounds=rounds)
+                        verification_window=verification_window, verifiers=verifiers, quorum=quorum, rounds=rounds,
+                        max_samples=max_samples, reveal_window=reveal_window)
         plan.check()
         if n < min_p:
-            warn(f"the consortium has {n} members; rounds cannot close before {min_p} submit")
-        if verifiers > 0 and verifiers >= max_p:
-            warn(f"{verifiers} verifiers with at most {max_p} participants: a round has at most {max_p - 1} "
-                 "verifiers besides its leader")
+            raise InputError(f"the consortium has {n} members and a round needs {min_p} (its leader and "
+                             f"{verifiers} verifiers at least): admit more members first, or give fewer --verifiers")
         task_dir = out / f"task{acc.client.task_count()}"
         if (task_dir / "task.json").exists():
             raise InputError(f"{task_dir} holds the record of an earlier task; choose another --out")

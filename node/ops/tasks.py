@@ -95,17 +95,21 @@ class TaskPlan:
     verifiers: int = defaults.VERIFIERS
     quorum: int | None = None
     rounds: int = defaults.ROUNDS
+    max_samples: int = defaults.MAX_SAMPLES
+    reveal_window: int = defaults.REVEAL_WINDOW
 
     @property
     def effective_quorum(self) -> int:
-        return self.verifiers if self.quorum is None else self.quorum
+        """The quorum given, else a majority of the verifiers: no single verifier vetoes or passes."""
+        return defaults.majority(self.verifiers) if self.quorum is None else self.quorum
 
     def check(self) -> None:
         """`InputError` for anything the contract would refuse (protocol.rules mirrors its checks)."""
         check_task_config(min_participants=self.min_participants, max_participants=self.max_participants,
                           submission_window=self.submission_window, aggregation_window=self.aggregation_window,
                           verification_window=self.verification_window, verifiers=self.verifiers,
-                          quorum=self.effective_quorum, rounds=self.rounds)
+                          quorum=self.effective_quorum, rounds=self.rounds, max_samples=self.max_samples,
+                          reveal_window=self.reveal_window)
 
 
 @dataclass
@@ -154,7 +158,8 @@ def create_task(admin: ChainClient, ipfs: IpfsClient, genesis: Mapping[str, Any]
         min_participants=plan.min_participants, max_participants=plan.max_participants,
         submission_window=plan.submission_window, aggregation_window=plan.aggregation_window,
         verification_window=plan.verification_window, verifiers_per_round=plan.verifiers,
-        quorum=plan.effective_quorum, max_rounds=plan.rounds,
+        quorum=plan.effective_quorum, max_rounds=plan.rounds, max_samples=plan.max_samples,
+        reveal_window=plan.reveal_window,
     )
     task_id, tx = admin.create_task(config)
     return CreatedTask(task_id, config, genesis_path, Path(spec_path) if spec_path else None, tx.tx_hash,
@@ -224,9 +229,11 @@ def parse_rule_params(text: str, option: str = "--rule-params") -> dict[str, Any
     return params
 
 
-def default_participants(members: int, min_participants: int | None, max_participants: int | None) -> tuple[int, int]:
-    """A task's participant bounds when the operator gives none: every member at most, half of
-    them (rounded up) before a round may close at its deadline."""
-    max_p = max_participants or max(members, 1)
-    min_p = min_participants or max(1, min(max_p, (members + 1) // 2))
+def default_participants(members: int, min_participants: int | None, max_participants: int | None,
+                         verifiers: int = defaults.VERIFIERS) -> tuple[int, int]:
+    """A task's participant bounds when the operator gives none: every member at most; before a
+    round may close at its deadline, half of them (rounded up), and never fewer than the leader and
+    its verifiers."""
+    max_p = max_participants or max(members, verifiers + 1)
+    min_p = min_participants or min(max_p, max(verifiers + 1, (members + 1) // 2))
     return min_p, max_p

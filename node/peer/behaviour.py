@@ -38,3 +38,7 @@ class Behaviour:
 
     def tamper(self, result: Any, rnd: int, attempt: int, spec: Any) -> None:
         """Change the aggregate about to be published (`result.path`, `result.sha256`) in place."""
+
+    def included(self, result: Any, rnd: int, attempt: int) -> list[str]:
+        """The members this leader declares its aggregate was built from."""
+        return [u.member for u in result.included]

@@ -21,6 +21,8 @@ class Step:
     """One thing to do. `kind` is one of:
 
     submit          train on the current global model and submit an update
+    reveal          reveal the secret this member's update committed to (the window has closed)
+    close_reveals   end the reveal phase past its deadline (anyone may; members race)
     prefetch        start fetching the round's announced updates (`needed`: this member leads or
                     verifies, so it needs them; otherwise only if models are small)
     lead            aggregate and publish (once per attempt: `key`)
@@ -45,12 +47,21 @@ def decide(view: MemberView, me: str, config: TaskConfig, now: float, done: froz
     rnd = state.current_round
     steps: list[Step] = []
     if info.phase == Phase.SUBMISSION:
-        if not view.submitted:
-            steps.append(Step("submit", rnd))
+        key = ("submit", rnd, info.epoch)
+        if not view.submitted and key not in done:  # a refused update is not sent again this epoch
+            steps.append(Step("submit", rnd, key=key))
         steps.append(Step("prefetch", rnd, needed=False))
         full = info.count >= config.max_participants
         if full or (now >= info.deadline and info.count >= config.min_participants):
             steps.append(Step("close", rnd))
+    elif info.phase == Phase.REVEAL:
+        key = ("reveal", rnd, info.epoch)
+        if view.submitted and not view.revealed and key not in done:
+            steps.append(Step("reveal", rnd, key=key))
+        # The updates are fixed now: whoever leads or verifies will need them.
+        steps.append(Step("prefetch", rnd, needed=False))
+        if now > info.deadline + TIMEOUT_GRACE:
+            steps.append(Step("close_reveals", rnd))
     elif info.phase == Phase.AGGREGATION:
         leads = info.leader is not None and info.leader.lower() == me.lower()
         # The leader and the verifiers of this attempt all need every update: the verifiers start

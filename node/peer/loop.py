@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,8 +26,9 @@ from .. import defaults
 from ..chain.client import ChainClient
 from ..chain.heads import HeadWatcher
 from ..errors import ChainError, ContractRevert, StorageError
+from ..protocol.inclusion import bitmaps_for, inclusion_hash, indices
 from ..protocol.types import RoundInfo
-from ..storage.ipfs import IpfsClient
+from ..storage.ipfs import IpfsClient, IpfsTimeout
 from ..storage.modelfile import ModelSpec, read_model
 from ..training.config import TrainingConfig
 from .behaviour import Behaviour
@@ -39,7 +41,8 @@ log = logging.getLogger("fedledger.node")
 
 #: Refusals after which retrying the same publish or attestation can never succeed.
 FINAL_REFUSALS = {"WrongPhase", "WrongRound", "WrongAttempt", "TooLate", "AlreadyAttested", "NotLeader",
-                  "NotVerifier", "NotMember", "UnknownTask", "RoundNotStored", "TaskAlreadyCompleted", "InvalidArgument"}
+                  "NotVerifier", "NotMember", "UnknownTask", "RoundNotStored", "TaskAlreadyCompleted", "InvalidArgument",
+                  "AgreementMismatch", "BadInclusion"}
 #: Refusals of a submission that mean the update is simply not taken this round.
 SUBMIT_NOT_TAKEN = {"DuplicateUpdate", "WrongPhase", "WrongRound", "StaleParent", "RoundFull"}
 
@@ -91,6 +94,7 @@ class Peer:
         self.downloads = Downloads(self.name, self.me, ipfs, self.spec.max_bytes, fetch_timeout=self.fetch_timeout,
                                    gateways=storage.gateways)
         self._done_steps: set[tuple] = set()
+        self._prepared: dict[tuple[int, str], dict[str, Any]] = {}  # (round, parent) -> trained, uploaded update
         self._model_bytes: int | None = None  # size of the last global model: decides eager prefetch
         self._scanned_block = -1  # UpdateSubmitted events seen so far (a prefetch hint, never the truth)
         self._seen_updates: dict[int, dict[str, UpdateRecord]] = {}
@@ -153,7 +157,11 @@ class Peer:
         """Carry out one step `decide` chose."""
         rnd = step.round
         if step.kind == "submit":
-            self.submit(rnd, parent_sha, parent_cid)
+            self.submit(rnd, parent_sha, parent_cid, info.epoch, step.key)
+        elif step.kind == "reveal":
+            self._once(step.key, lambda: self.reveal(rnd))
+        elif step.kind == "close_reveals":
+            self._race("closeReveals", lambda: self.chain.close_reveals(self.task, rnd), rnd)
         elif step.kind == "prefetch":
             self.prefetch_updates(rnd, needed=step.needed)
         elif step.kind == "lead":
@@ -172,7 +180,38 @@ class Peer:
 
     # ------------------------------------------------------------- submitter
 
-    def submit(self, rnd: int, parent_sha: str, parent_cid: str) -> None:
+    def submit(self, rnd: int, parent_sha: str, parent_cid: str, epoch: int = 0, key: tuple = ()) -> None:
+        """Train on the parent, upload the update and submit it. The trained update is kept until
+        the chain takes it, so a chain node that does not answer costs a resend, not a retraining;
+        a refusal (any revert but a transient out-of-gas) is final for this epoch."""
+        prepared = self._prepared.get((rnd, parent_sha))
+        if prepared is None:
+            prepared = self._prepared[(rnd, parent_sha)] = self._train_update(rnd, parent_sha, parent_cid)
+            for old in [k for k in self._prepared if k[0] < rnd]:
+                del self._prepared[old]
+        cid, sha, result, seconds = prepared["cid"], prepared["sha"], prepared["result"], prepared["seconds"]
+        t0 = time.perf_counter()
+        try:
+            tx = self.chain.submit_update(self.task, rnd, parent_sha, cid, sha, result.num_samples, epoch=epoch)
+        except ContractRevert as exc:
+            if exc.error in SUBMIT_NOT_TAKEN:
+                log.info("%s round %d: update not taken (%s)", self.name, rnd, exc)
+                return
+            if exc.error == "OutOfGas":
+                raise
+            log.warning("%s round %d: update refused (%s); not sent again this epoch", self.name, rnd, exc)
+            self._done_steps.add(key)
+            self._record(round=rnd, event="refused", error=exc.error, epoch=epoch)
+            return
+        seconds["chain"] = time.perf_counter() - t0
+        evaluation = self.trainer.evaluate(result.weights)  # the honest local model, whatever was sent
+        log.info("%s round %d: submitted update %s (sha %s, %d samples, local accuracy %.3f, train %.2fs)",
+                 self.name, rnd, cid, sha[:12], result.num_samples, evaluation.accuracy, seconds["train"])
+        self._record(round=rnd, event="submitted", cid=cid, sha256=sha, num_samples=result.num_samples,
+                     local_accuracy=evaluation.accuracy, local_loss=evaluation.loss, gas_used=tx.gas_used,
+                     seconds=seconds)
+
+    def _train_update(self, rnd: int, parent_sha: str, parent_cid: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         path = self._model_path(parent_sha)
         source = None
@@ -196,40 +235,49 @@ class Peer:
         link(path, self._update_path(rnd, sha))  # where the round's updates are looked for
         cid = self.ipfs.add_file(path)  # stored and pinned by our own node
         t_upload = time.perf_counter()
+        return {"cid": cid, "sha": sha, "result": result,
+                "seconds": {"fetch": t_fetch - t0, "train": t_train - t_fetch, "upload": t_upload - t_train}}
+
+    def reveal(self, rnd: int) -> None:
+        """Reveal the secret this member's update committed to: the round's election needs every
+        participant's (a member that does not reveal is left out of the round)."""
         try:
-            tx = self.chain.submit_update(self.task, rnd, parent_sha, cid, sha, result.num_samples)
+            tx = self.chain.reveal(self.task, rnd, self.chain.election_secret(self.task, rnd, 0))
         except ContractRevert as exc:
-            if exc.error in SUBMIT_NOT_TAKEN:
-                log.info("%s round %d: update not taken (%s)", self.name, rnd, exc)
-                return
-            raise
-        t_chain = time.perf_counter()
-        evaluation = self.trainer.evaluate(result.weights)  # the honest local model, whatever was sent
-        log.info("%s round %d: submitted update %s (sha %s, %d samples, local accuracy %.3f, train %.2fs)",
-                 self.name, rnd, cid, sha[:12], result.num_samples, evaluation.accuracy, t_train - t_fetch)
-        self._record(round=rnd, event="submitted", cid=cid, sha256=sha, num_samples=result.num_samples,
-                     local_accuracy=evaluation.accuracy, local_loss=evaluation.loss, gas_used=tx.gas_used,
-                     seconds={"fetch": t_fetch - t0, "train": t_train - t_fetch, "upload": t_upload - t_train,
-                              "chain": t_chain - t_upload})
+            log.info("%s round %d: reveal not taken (%s)", self.name, rnd, exc)
+            return
+        self._record(round=rnd, event="revealed", gas_used=tx.gas_used)
+        for ev in tx.events:
+            if ev.name == "LeaderElected":
+                log.info("%s round %d: elected leader %s (attempt %d), verifiers %s", self.name, rnd,
+                         ev["leader"], ev["attempt"], ", ".join(ev["verifiers"]) or "none")
 
     # ---------------------------------------------------------------- leader
 
     def _once(self, step: tuple, act: Callable[[], None]) -> None:
-        """Do a leader or verifier step once per attempt; if it fails (chain or IPFS trouble), the
-        next tick tries again while the attempt is still open."""
+        """Do a leader, verifier or reveal step once per attempt. If the chain or IPFS node is in
+        trouble the next tick tries again while the attempt is open; any other error (a bug, or
+        input nobody foresaw) is logged with its traceback and the step is not retried: it never
+        takes the node down or makes it spin."""
         self._done_steps.add(step)
         try:
             act()
-        except Exception:
+        except (ChainError, StorageError, OSError):
             self._done_steps.discard(step)
             raise
+        except Exception as exc:
+            log.exception("%s: %s failed (%s); the attempt goes on without this member", self.name, step[0], exc)
+            self._record(round=step[1], event="step_failed", step=step[0], error=f"{type(exc).__name__}: {exc}")
 
     def lead(self, rnd: int, info: RoundInfo, parent_sha: str, parent_cid: str) -> None:
         if not self.behaviour.publishes(rnd, info.attempt, info.deadline):
             self._record(round=rnd, event="stalled", attempt=info.attempt, epoch=info.epoch)
             return
+        # Updates not fetched by half the window are declared unavailable: a member that withholds
+        # its bytes cannot push this leader past its deadline.
+        fetch_deadline = time.time() + max(0.0, info.deadline - time.time()) / 2
         try:
-            result = self.compute_aggregate(rnd, parent_sha, parent_cid)
+            result = self.compute_aggregate(rnd, parent_sha, parent_cid, fetch_deadline=fetch_deadline)
         except NoValidUpdate as exc:
             # Nothing to publish: the attempt times out and the round eventually reopens, keeping
             # every update; valid ones may still arrive.
@@ -238,11 +286,14 @@ class Peer:
                          excluded=_excluded(exc.excluded))
             return
         self.behaviour.tamper(result, rnd, info.attempt, self.spec)
+        participants = self.chain.participants(self.task, rnd)
+        unavailable = [u.member for u, why in result.excluded if why == "unavailable"]
+        included, withheld = bitmaps_for(participants, self.behaviour.included(result, rnd, info.attempt), unavailable)
         t0 = time.perf_counter()
         cid = self.ipfs.add_file(result.path)  # stored and pinned by our own node
         t1 = time.perf_counter()
         try:
-            tx = self.chain.publish_aggregate(self.task, rnd, info.attempt, cid, result.sha256)
+            tx = self.chain.publish_aggregate(self.task, rnd, info.attempt, cid, result.sha256, included, withheld)
         except ContractRevert as exc:
             if exc.error not in FINAL_REFUSALS:
                 raise
@@ -260,13 +311,38 @@ class Peer:
 
     def verify(self, rnd: int, info: RoundInfo, parent_sha: str, parent_cid: str) -> None:
         t0 = time.perf_counter()
+        published = self.published_inclusion(rnd, info)
+        if published == "missing":
+            raise ChainError(f"the UpdatesIncluded event of round {rnd} attempt {info.attempt} is not visible yet")
+        if published is None:
+            log.warning("%s round %d: the leader's inclusion bitmaps do not match the chain's hash; disagreeing",
+                        self.name, rnd)
+            self.chain.attest(self.task, rnd, info.attempt, False, "00" * 32)
+            return
+        participants, theirs_included, declared_unavailable = published
+        by_member = {u.member.lower(): u for u in self.round_updates(rnd)}
+        unavailable = {by_member[m.lower()].sha256 for m in declared_unavailable if m.lower() in by_member}
+        fetch_deadline = time.time() + max(0.0, info.deadline - time.time()) / 2
         try:
-            mine = self.compute_aggregate(rnd, parent_sha, parent_cid)
+            mine = self.compute_aggregate(rnd, parent_sha, parent_cid, unavailable=unavailable,
+                                          fetch_deadline=fetch_deadline)
         except NoValidUpdate as exc:
             log.warning("%s round %d: verifier finds no valid update (%s)", self.name, rnd, exc)
             self.chain.attest(self.task, rnd, info.attempt, False, "00" * 32)  # nothing recomputed
             return
-        if tolerance(self.config.rule_id, self.config.rule_params) is None:
+        missing = [u.member for u, why in mine.excluded if why == "unavailable" and u.sha256 not in unavailable]
+        if missing:
+            # An update the leader used is out of this verifier's reach: it cannot judge the aggregate,
+            # and says nothing (silence is not held against the leader).
+            log.warning("%s round %d: cannot verify attempt %d: the update of %s is unavailable to it", self.name, rnd,
+                        info.attempt, ", ".join(missing))
+            self._record(round=rnd, event="abstained", attempt=info.attempt, epoch=info.epoch, unavailable=missing)
+            return
+        same_set = sorted(m.lower() for m in theirs_included) == sorted(u.member.lower() for u in mine.included)
+        if not same_set:
+            agree, reason = False, (f"the leader's aggregate includes {len(theirs_included)} updates, the valid ones "
+                                    f"are {len(mine.included)}: the included set differs")
+        elif tolerance(self.config.rule_id, self.config.rule_params) is None:
             agree = mine.sha256 == info.aggregate_sha256
             reason = "bit-identical" if agree else f"recomputed sha {mine.sha256[:12]} != published {info.aggregate_sha256[:12]}"
             if agree:  # the same bytes as the leader's: no need to download them
@@ -282,7 +358,8 @@ class Peer:
                 agree, reason = False, f"published aggregate unusable: {exc}"
         t1 = time.perf_counter()
         try:
-            tx = self.chain.attest(self.task, rnd, info.attempt, agree, mine.sha256)
+            # An agreement names the aggregate it agrees with; a disagreement, what this verifier computed.
+            tx = self.chain.attest(self.task, rnd, info.attempt, agree, info.aggregate_sha256 if agree else mine.sha256)
         except ContractRevert as exc:
             if exc.error not in FINAL_REFUSALS:
                 raise  # e.g. out of gas twice: the next tick attests again while the attempt is open
@@ -298,11 +375,33 @@ class Peer:
     # ------------------------------------------------------- shared by both
 
     def round_updates(self, rnd: int) -> list[UpdateRecord]:
-        """Every update submitted to this round (all epochs: a reopened round keeps its updates)."""
+        """The updates of this round's participants as the chain holds them now (all epochs: a
+        reopened round keeps its updates; a member left out for not revealing is not a participant;
+        a member's latest update counts), in the order the participants submitted them."""
+        participants = self.chain.participants(self.task, rnd)
         events = self.chain.events(from_block=self.from_block, names=["UpdateSubmitted"], task=self.task, round_=rnd)
-        return [UpdateRecord(e["member"], e["cid"], e["sha256"], e["numSamples"]) for e in events]
+        latest = {e["member"].lower(): UpdateRecord(e["member"], e["cid"], e["sha256"], e["numSamples"]) for e in events}
+        return [latest[p.lower()] for p in participants if p.lower() in latest]
 
-    def compute_aggregate(self, rnd: int, parent_sha: str, parent_cid: str) -> AggregateResult:
+    def published_inclusion(self, rnd: int, info: RoundInfo) -> tuple[list[str], list[str], list[str]] | str | None:
+        """(participants, members in the aggregate, members declared unavailable) as the leader of
+        the current attempt published them; None when the bitmaps do not hash to the chain's value,
+        "missing" when the event is not visible (yet)."""
+        participants = self.chain.participants(self.task, rnd)
+        for ev in reversed(self.chain.events(from_block=self.from_block, names=["UpdatesIncluded"], task=self.task,
+                                             round_=rnd)):
+            if ev["epoch"] != info.epoch or ev["attempt"] != info.attempt:
+                continue
+            included, unavailable = bytes.fromhex(ev["included"]), bytes.fromhex(ev["unavailable"])
+            if inclusion_hash(included, unavailable) != info.included_hash:
+                return None
+            n = len(participants)
+            return (participants, [participants[i] for i in indices(included, n)],
+                    [participants[i] for i in indices(unavailable, n)])
+        return "missing"
+
+    def compute_aggregate(self, rnd: int, parent_sha: str, parent_cid: str, *, unavailable: frozenset | set = frozenset(),
+                          fetch_deadline: float | None = None) -> AggregateResult:
         """Fetch, check and aggregate every update of the round exactly as every other leader, verifier
         and auditor does (recompute.build_aggregate): the content decides, via ModelRejected codes.
 
@@ -311,15 +410,19 @@ class Peer:
         updates = self.round_updates(rnd)
         parent = self.downloads.get(parent_cid, parent_sha, self._model_path(parent_sha))
         pending = {u.sha256: self.downloads.get(u.cid, u.sha256, self._update_path(rnd, u.sha256), source=u.member)
-                   for u in updates}
+                   for u in updates if u.sha256 not in unavailable}
 
         def fetch(upd: UpdateRecord) -> Path:
-            return pending[upd.sha256].result()
+            wait = None if fetch_deadline is None else max(0.0, fetch_deadline - time.time())
+            try:
+                return pending[upd.sha256].result(timeout=wait)
+            except FutureTimeout:
+                raise IpfsTimeout(f"{upd.cid} of {upd.member} did not arrive in time") from None
 
         result = build_aggregate(task=self.task, rnd=rnd, parent_sha=parent_sha, rule_id=self.config.rule_id,
                                  rule_params=self.config.rule_params, spec=self.spec, updates=updates,
                                  fetch=fetch, out=self.work_dir / "aggregates" / f"round{rnd}.safetensors",
-                                 parent=parent.result())
+                                 parent=parent.result(), unavailable=unavailable)
         for upd, why in result.excluded:
             log.warning("%s round %d: excluding update of %s (%s)", self.name, rnd, upd.member, why)
         return result

@@ -1,6 +1,14 @@
-"""The election: the seed the contract derives when a round's window closes, and the candidate
-order (leader of each attempt, then its verifiers) that follows from it. Any member or auditor
-recomputes the election from the chain with these functions."""
+"""The election: the secrets members commit to with their updates, the seed the contract draws
+from the secrets they reveal once the window has closed, and the candidate order (leader of each
+attempt, then its verifiers) that follows from it. Any member or auditor recomputes the election
+from the chain with these functions.
+
+Commit-reveal: with its update a member submits `commitment(secret, member)`; after the window
+closes it reveals `secret`. The seed of a round's first epoch is keccak(abi.encode(XOR of the
+revealed secrets, task, round, 0, inputsDigest)): fixed only once every input is, unknown to every
+member until the last secret is out. A reopened round's epoch e draws keccak(abi.encode(XOR of the
+secrets, task, round, e)).
+"""
 
 from __future__ import annotations
 
@@ -23,13 +31,29 @@ def coprime_step(r: int, n: int) -> int:
     return s
 
 
-def derive_seed(parent_block_hash: str | bytes, task: int, round_: int, epoch: int, inputs_digest: str | bytes) -> str:
-    """Mirror of the seed FedLedger derives at close: keccak(abi.encode(blockhash(closing block
-    - 1), task, round, epoch, inputsDigest)), as hex."""
-    data = abi_encode(
-        ["bytes32", "uint256", "uint256", "uint16", "bytes32"],
-        [to_bytes32(parent_block_hash), task, round_, epoch, to_bytes32(inputs_digest)],
-    )
+def commitment(secret: str | bytes, member: str) -> str:
+    """What an update commits to: keccak256(abi.encode(secret, member)), as hex. Binding the member
+    means nobody can copy another member's commitment and reveal its secret as their own."""
+    return keccak(abi_encode(["bytes32", "address"], [to_bytes32(secret), member])).hex()
+
+
+def xor_secrets(secrets: Sequence[str | bytes]) -> bytes:
+    """The XOR of revealed secrets: the same whatever order they were revealed in."""
+    acc = 0
+    for s in secrets:
+        acc ^= int.from_bytes(to_bytes32(s), "big")
+    return acc.to_bytes(32, "big")
+
+
+def derive_seed(reveal_acc: str | bytes, task: int, round_: int, epoch: int, inputs_digest: str | bytes) -> str:
+    """Mirror of the seed FedLedger draws: for epoch 0, keccak(abi.encode(XOR of the revealed
+    secrets, task, round, 0, inputsDigest)); for a reopened round's epoch e > 0,
+    keccak(abi.encode(XOR of the secrets, task, round, e)). As hex."""
+    if epoch == 0:
+        data = abi_encode(["bytes32", "uint256", "uint256", "uint16", "bytes32"],
+                          [to_bytes32(reveal_acc), task, round_, epoch, to_bytes32(inputs_digest)])
+    else:
+        data = abi_encode(["bytes32", "uint256", "uint256", "uint16"], [to_bytes32(reveal_acc), task, round_, epoch])
     return keccak(data).hex()
 
 

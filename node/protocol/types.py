@@ -13,20 +13,22 @@ from .. import defaults
 class Phase(enum.IntEnum):
     NONE = 0
     SUBMISSION = 1
-    AGGREGATION = 2
-    VERIFICATION = 3
-    FINALIZED = 4
+    REVEAL = 2
+    AGGREGATION = 3
+    VERIFICATION = 4
+    FINALIZED = 5
 
 
 class FailReason(enum.IntEnum):
-    LEADER_TIMEOUT = 0
-    REJECTED = 1
-    UNVERIFIED = 2
+    LEADER_TIMEOUT = 0  # held against the leader
+    REJECTED = 1  # a quorum of verifiers disagreed: held against the leader
+    UNVERIFIED = 2  # the verifiers were silent
+    DISPUTED = 3  # neither agreement nor disagreement reached the quorum
 
 
 #: A failed attempt's reason as the reports and the audit name it.
 FAIL_OUTCOMES = {FailReason.LEADER_TIMEOUT: "timed_out", FailReason.REJECTED: "rejected",
-                 FailReason.UNVERIFIED: "unverified"}
+                 FailReason.UNVERIFIED: "unverified", FailReason.DISPUTED: "disputed"}
 
 
 def to_bytes32(value: str | bytes) -> bytes:
@@ -63,14 +65,16 @@ class TaskConfig:
     genesis_sha256: str
     rule_id: str
     rule_params: bytes = b"{}"
-    min_participants: int = 2
+    min_participants: int = defaults.VERIFIERS + 1
     max_participants: int = 10
     submission_window: int = defaults.SUBMISSION_WINDOW
     aggregation_window: int = defaults.AGGREGATION_WINDOW
     verification_window: int = defaults.VERIFICATION_WINDOW
     verifiers_per_round: int = defaults.VERIFIERS
-    quorum: int = defaults.VERIFIERS
+    quorum: int = defaults.majority(defaults.VERIFIERS)
     max_rounds: int = defaults.ROUNDS
+    max_samples: int = defaults.MAX_SAMPLES
+    reveal_window: int = defaults.REVEAL_WINDOW
 
     def to_tuple(self) -> tuple:
         return (
@@ -87,6 +91,8 @@ class TaskConfig:
             self.verifiers_per_round,
             self.quorum,
             self.max_rounds,
+            self.max_samples,
+            self.reveal_window,
         )
 
     @classmethod
@@ -105,6 +111,8 @@ class TaskConfig:
             verifiers_per_round=t[10],
             quorum=t[11],
             max_rounds=t[12],
+            max_samples=t[13],
+            reveal_window=t[14],
         )
 
 
@@ -131,6 +139,8 @@ class RoundInfo:
     aggregate_sha256: str
     aggregate_cid: str
     leader: str | None
+    reveals: int = 0  # participants that revealed their secret in this epoch
+    included_hash: str = "00" * 32  # keccak256 of the publication's included/unavailable bitmaps
 
 
 @dataclass(frozen=True)
@@ -140,4 +150,5 @@ class MemberView:
     state: TaskState
     round: RoundInfo
     submitted: bool  # the member submitted to the current round
+    revealed: bool  # the member revealed its secret in the current epoch
     verifier: bool  # the member verifies the current attempt

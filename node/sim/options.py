@@ -37,9 +37,11 @@ class SimOptions:
     partition: str = _opt(defaults.SIM_PARTITION, "How data is split: iid, dirichlet:ALPHA, shards:K, skew:DEF.")
     rule: str = _opt(defaults.RULE, f"Aggregation rule: {', '.join(RULES)}.")
     rule_params: str = _opt("{}", 'Rule parameters as JSON, e.g. \'{"beta": 0.1}\' for trimmed_mean.')
-    verifiers: int = _opt(defaults.VERIFIERS, "Verifiers per round; 0 trusts the leader.", lo=0,
-                          hi=defaults.MAX_VERIFIERS)
-    quorum: int | None = _opt(None, "Agreeing verifiers needed to finalize (default: all verifiers).", lo=0)
+    verifiers: int | None = _opt(None, f"Verifiers per round; 0 trusts the leader (default: {defaults.VERIFIERS}, "
+                                       "or one fewer than the organisations when they are fewer).", lo=0,
+                                 hi=defaults.MAX_VERIFIERS)
+    quorum: int | None = _opt(None, "Agreeing verifiers needed to finalize, a majority of them (default: the "
+                                    "smallest majority).", lo=0)
     seed: int = _opt(0, "Seed for the genesis model, the data split and local training.", lo=0)
     out: str = _opt(defaults.SIM_OUT, "Run directory: report, plot, chain state and IPFS repos.")
     timeout: float = _opt(defaults.SIM_TIMEOUT, "Give up after this many seconds.", lo=1)
@@ -96,12 +98,32 @@ class SimOptions:
             encode_params(self.rule, self.rule_params_dict())
         except ValueError as exc:
             raise InputError(f"--rule-params: {exc}") from exc
+        if self.verifiers_per_round >= self.orgs:
+            raise InputError(f"--verifiers {self.verifiers_per_round} needs at least {self.verifiers_per_round + 1} "
+                             f"organisations (a leader and its verifiers); --orgs is {self.orgs}")
+        self.plan().check()
         if self.ipfs_nodes is not None and not 1 <= self.ipfs_nodes <= self.orgs:
             raise InputError(f"--ipfs-nodes must be between 1 and --orgs ({self.orgs}), got {self.ipfs_nodes}")
         from ..training.partition import parse_scheme
 
         parse_scheme(self.partition)
         self.resolved_training()
+
+    @property
+    def verifiers_per_round(self) -> int:
+        return self.verifiers if self.verifiers is not None else min(defaults.VERIFIERS, max(self.orgs - 1, 0))
+
+    def plan(self):
+        """What the simulation's task fixes on chain: every organisation takes part in a round,
+        which closes as soon as all have submitted."""
+        from ..ops.tasks import TaskPlan  # here, not at the top: the chain client costs every --help a second
+
+        k = self.verifiers_per_round
+        return TaskPlan(rule=self.rule, rule_params=self.rule_params_dict(),
+                        min_participants=min(self.orgs, max(k + 1, (self.orgs + 1) // 2)), max_participants=self.orgs,
+                        submission_window=self.submission_window, aggregation_window=self.aggregation_window,
+                        verification_window=self.verification_window, verifiers=k, quorum=self.quorum,
+                        rounds=self.rounds)
 
     def rule_params_dict(self) -> dict[str, Any]:
         try:

@@ -27,7 +27,7 @@ from ..chain.deployment import deploy
 from ..chain.devnet import DEV_KEYS, AnvilNode, Devnet
 from ..chain.keys import DEV_SCRYPT_N, create_keystore
 from ..errors import ChainError, InputError, SimError
-from ..ops.tasks import TaskPlan, create_task
+from ..ops.tasks import create_task
 from ..peer.config import Chain, Ipfs, Keystore, NodeConfig, Organisation, Task, WorkloadSettings
 from ..protocol.types import Phase
 from ..storage.daemon import IpfsDaemon, connect_all, start_all
@@ -102,17 +102,14 @@ def _run_sim(opts: SimOptions, say: Callable[[str], None]) -> dict:
             genesis = add_fedcurv_zeros(genesis)  # one set of tensor names for every model of the task
         spec = ModelSpec.from_tensors(genesis)
         admin_ipfs = daemons[0].client()
-        plan = TaskPlan(rule=opts.rule, rule_params=opts.rule_params_dict(),
-                        min_participants=max(1, min(opts.orgs, (opts.orgs + 1) // 2)), max_participants=opts.orgs,
-                        submission_window=opts.submission_window, aggregation_window=opts.aggregation_window,
-                        verification_window=opts.verification_window, verifiers=opts.verifiers, quorum=opts.quorum,
-                        rounds=opts.rounds)
+        plan = opts.plan()
         try:
             created = create_task(admin, admin_ipfs, genesis, out / "genesis.safetensors", plan)
         except (InputError, ValueError) as exc:
             raise SimError(f"cannot create the task: {exc}") from exc
         task_id, gsha = created.task, created.config.genesis_sha256
-        say(f"task {task_id}: {opts.workload}, rule {opts.rule}, {opts.rounds} rounds, {opts.verifiers} verifiers, "
+        say(f"task {task_id}: {opts.workload}, rule {opts.rule}, {opts.rounds} rounds, {plan.verifiers} verifiers "
+            f"(quorum {plan.effective_quorum}), "
             f"genesis {gsha[:12]}")
 
         adversaries = plan_adversaries(opts, names)
