@@ -78,13 +78,14 @@ contract FedLedger is Consortium {
         uint16 epoch;
         uint16 attempt;
         uint16 count;
-        uint16 agreeMask; // bit j: verifier j of this attempt agreed
+        // Bit j: verifier j of this attempt agreed. In the reveal phase, before any attempt, the same
+        // bits count the participants that revealed: one slot for everything a reveal writes.
+        uint16 agreeMask;
         uint16 disagreeMask; // bit j: verifier j of this attempt disagreed
         uint16 offset;
         uint16 step;
         uint40 deadline;
         uint32 round; // which round this record holds now
-        uint16 reveals; // participants that revealed their secret in this epoch
         uint64 totalSamples;
         bytes32 inputsDigest;
         bytes32 seed;
@@ -383,7 +384,7 @@ contract FedLedger is Consortium {
     function _closeWindow(uint256 task, uint256 round, Round storage rd, TaskConfig storage cfg) internal {
         if (rd.epoch == 0) {
             rd.phase = Phase.Reveal;
-            rd.reveals = 0;
+            rd.agreeMask = 0; // the reveal count
             rd.revealAcc = bytes32(0);
             rd.deadline = uint40(block.timestamp + cfg.revealWindow);
             emit SubmissionsClosed(task, round, 0, rd.count, rd.totalSamples, rd.inputsDigest, rd.deadline);
@@ -396,12 +397,15 @@ contract FedLedger is Consortium {
         }
     }
 
-    /// @notice Reveal the secret this member's update committed to. Participants of the round only,
-    ///         once, before the reveal deadline. Emits SecretRevealed; the last reveal also draws the
+    /// @notice Reveal the secret this member's update committed to. Participants of the round only
+    ///         (WrongRound, WrongPhase, NotRevealing otherwise), once, before the reveal deadline. Emits SecretRevealed; the last reveal also draws the
     ///         seed and elects (SeedDrawn, LeaderElected).
-    function reveal(uint256 task, uint256 round, bytes32 secret) external onlyMember {
-        _liveTask(task, round);
+    function reveal(uint256 task, uint256 round, bytes32 secret) external {
+        // Cheaper than _liveTask, and as strict: the record must hold this round in its reveal phase
+        // (an unknown task's record is empty; a completed task's last round is Finalized). A member
+        // removed since it submitted may still reveal: removal never strands a round in progress.
         Round storage rd = _round(task, round);
+        if (rd.round != round) revert WrongRound(task, rd.round, round);
         if (rd.phase != Phase.Reveal) revert WrongPhase(task, round, Phase.Reveal, rd.phase);
         uint256 mark = (round << 16) | (uint256(rd.epoch) + 1);
         if (rd.slotOf[msg.sender] >> 32 != round || rd.revealedAt[msg.sender] == mark) {
@@ -413,9 +417,10 @@ contract FedLedger is Consortium {
         }
         rd.revealedAt[msg.sender] = mark;
         rd.revealAcc ^= secret;
-        rd.reveals += 1;
+        uint16 reveals = rd.agreeMask + 1;
+        rd.agreeMask = reveals;
         emit SecretRevealed(task, round, msg.sender, rd.epoch, secret);
-        if (rd.reveals == rd.count) {
+        if (reveals == rd.count) {
             TaskConfig storage cfg = _config[task];
             _draw(task, round, rd, cfg, keccak256(abi.encode(rd.revealAcc, task, round, rd.epoch, rd.inputsDigest)));
         }
@@ -641,7 +646,10 @@ contract FedLedger is Consortium {
         v.disagrees = uint16(_popcount(rd.disagreeMask));
         v.deadline = rd.deadline;
         v.totalSamples = rd.totalSamples;
-        v.reveals = rd.reveals;
+        if (rd.phase == Phase.Reveal) {
+            v.reveals = rd.agreeMask;
+            v.agrees = 0;
+        }
         if (_elected(rd)) {
             v.seed = rd.seed;
             v.leader = _candidate(rd, rd.attempt);
@@ -733,7 +741,6 @@ contract FedLedger is Consortium {
         rd.disagreeMask = 0;
         rd.deadline = uint40(block.timestamp + _config[task].submissionWindow);
         rd.round = uint32(round);
-        rd.reveals = 0;
         rd.totalSamples = 0;
         // A non-zero digest up front keeps the first submitter's cost equal to everyone else's.
         rd.inputsDigest = keccak256(abi.encode(task, round, st.globalSha256));

@@ -23,7 +23,7 @@ from .behaviour import Behaviour
 
 log = logging.getLogger("fedledger.node")
 
-WEIGHT_ATTACKS = ("signflip", "scale", "noise", "labelflip")
+WEIGHT_ATTACKS = ("signflip", "scale", "noise", "labelflip", "huge")
 
 # Each kind of hostile update a member can submit; every honest leader and verifier must exclude
 # it by the same rule (the reason code in brackets is what they record).
@@ -52,13 +52,17 @@ class Adversary(Behaviour):
     malformed: str | None = None  # a key of MALFORMED_KINDS, or "cycle" (a different kind each round)
     byzantine_leader_rounds: list[int] = field(default_factory=list)  # publish a wrong aggregate (attempt 0)
     hold_before_publish_rounds: list[int] = field(default_factory=list)  # elected at attempt 0: stall (to be killed)
+    claim_samples: int | None = None  # claim this many samples, whatever it trained on
+    withhold: bool = False  # submit the hash of an update whose bytes nobody can fetch
+    always_agree: bool = False  # as a verifier, agree with whatever the leader published
+    drop_update_rounds: list[int] = field(default_factory=list)  # as leader (attempt 0), leave out one valid update silently
     seed: int = 0  # the member's seed: noise attacks draw from it
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Adversary":
         adv = cls(**dict(d))
         if adv.attack and adv.attack.split(":")[0] not in WEIGHT_ATTACKS:
-            raise InputError(f"unknown attack {adv.attack!r}; use signflip, scale:X, noise:SIGMA or labelflip")
+            raise InputError(f"unknown attack {adv.attack!r}; use signflip, scale:X, noise:SIGMA, labelflip or huge")
         if adv.malformed and adv.malformed != "cycle" and adv.malformed not in MALFORMED_KINDS:
             raise InputError(f"unknown malformed kind {adv.malformed!r}; use one of {', '.join(MALFORMED_KINDS)} or cycle")
         return adv
@@ -69,7 +73,8 @@ class Adversary(Behaviour):
 
     @property
     def active(self) -> bool:
-        return bool(self.attack or self.malformed or self.byzantine_leader_rounds or self.hold_before_publish_rounds)
+        return bool(self.attack or self.malformed or self.byzantine_leader_rounds or self.hold_before_publish_rounds
+                    or self.claim_samples or self.withhold or self.always_agree or self.drop_update_rounds)
 
     def malformed_kind(self, rnd: int) -> str | None:
         if self.malformed == "cycle":
@@ -89,6 +94,8 @@ class Adversary(Behaviour):
             delta = np.asarray(w, dtype=np.float64) - p
             if kind == "signflip":  # push the model the opposite way, amplified (Fang et al. 2020 style)
                 v = p - 4.0 * delta
+            elif kind == "huge":  # finite, but as large as float32 goes: blows up any unbounded average
+                v = np.full(w.shape, 3e38)
             elif kind == "scale":
                 v = p + float(arg or 10.0) * delta
             else:  # noise
@@ -115,6 +122,22 @@ class Adversary(Behaviour):
         data = malformed_update(kind, weights, meta, max_bytes)
         path.write_bytes(data)
         return sha256_bytes(data)
+
+    def claimed_samples(self, num_samples: int) -> int:
+        return self.claim_samples if self.claim_samples else num_samples
+
+    def withholds(self, rnd: int) -> bool:
+        return self.withhold
+
+    def verdict(self, agree: bool) -> bool:
+        return True if self.always_agree else agree
+
+    def included(self, result, rnd: int, attempt: int) -> list[str]:
+        members = [u.member for u in result.included]
+        if rnd in self.drop_update_rounds and attempt == 0 and len(members) > 1:
+            log.warning("round %d: ADVERSARY leader leaves out the update of %s without a word", rnd, members[-1])
+            return members[:-1]
+        return members
 
     def publishes(self, rnd: int, attempt: int, deadline: float) -> bool:
         if rnd in self.hold_before_publish_rounds and attempt == 0:

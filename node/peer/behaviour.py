@@ -32,6 +32,18 @@ class Behaviour:
         """Write the update to submit to `path`; return the sha256 to submit with it."""
         return write_model_file(path, weights, meta)
 
+    def claimed_samples(self, num_samples: int) -> int:
+        """The sample count this member claims for its update (its weight)."""
+        return num_samples
+
+    def withholds(self, rnd: int) -> bool:
+        """Whether this member keeps its update's bytes to itself (submits a hash nobody can fetch)."""
+        return False
+
+    def verdict(self, agree: bool) -> bool:
+        """What this member attests, given what its recomputation says."""
+        return agree
+
     def publishes(self, rnd: int, attempt: int, deadline: float) -> bool:
         """Whether this member, elected leader, publishes an aggregate at all."""
         return True

@@ -28,7 +28,7 @@ from ..chain.heads import HeadWatcher
 from ..errors import ChainError, ContractRevert, StorageError
 from ..protocol.inclusion import bitmaps_for, inclusion_hash, indices
 from ..protocol.types import RoundInfo
-from ..storage.ipfs import IpfsClient, IpfsTimeout
+from ..storage.ipfs import IpfsClient, IpfsTimeout, raw_cid
 from ..storage.modelfile import ModelSpec, read_model
 from ..training.config import TrainingConfig
 from .behaviour import Behaviour
@@ -190,9 +190,10 @@ class Peer:
             for old in [k for k in self._prepared if k[0] < rnd]:
                 del self._prepared[old]
         cid, sha, result, seconds = prepared["cid"], prepared["sha"], prepared["result"], prepared["seconds"]
+        claimed = self.behaviour.claimed_samples(result.num_samples)
         t0 = time.perf_counter()
         try:
-            tx = self.chain.submit_update(self.task, rnd, parent_sha, cid, sha, result.num_samples, epoch=epoch)
+            tx = self.chain.submit_update(self.task, rnd, parent_sha, cid, sha, claimed, epoch=epoch)
         except ContractRevert as exc:
             if exc.error in SUBMIT_NOT_TAKEN:
                 log.info("%s round %d: update not taken (%s)", self.name, rnd, exc)
@@ -207,7 +208,7 @@ class Peer:
         evaluation = self.trainer.evaluate(result.weights)  # the honest local model, whatever was sent
         log.info("%s round %d: submitted update %s (sha %s, %d samples, local accuracy %.3f, train %.2fs)",
                  self.name, rnd, cid, sha[:12], result.num_samples, evaluation.accuracy, seconds["train"])
-        self._record(round=rnd, event="submitted", cid=cid, sha256=sha, num_samples=result.num_samples,
+        self._record(round=rnd, event="submitted", cid=cid, sha256=sha, num_samples=claimed,
                      local_accuracy=evaluation.accuracy, local_loss=evaluation.loss, gas_used=tx.gas_used,
                      seconds=seconds)
 
@@ -228,12 +229,16 @@ class Peer:
         result = self.trainer.fit(parent, self.training.for_round(self.member_seed, rnd))
         t_train = time.perf_counter()
         meta = {"kind": "update", "task": str(self.task), "round": str(rnd), "parent": parent_sha,
-                "rule": self.config.rule_id, "member": self.me, "num_samples": str(result.num_samples)}
+                "rule": self.config.rule_id, "member": self.me,
+                "num_samples": str(self.behaviour.claimed_samples(result.num_samples))}
         path = self.work_dir / "updates" / f"round{rnd}.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
         sha = self.behaviour.write_update(path, parent, result.weights, meta, rnd, self.spec.max_bytes)
         link(path, self._update_path(rnd, sha))  # where the round's updates are looked for
-        cid = self.ipfs.add_file(path)  # stored and pinned by our own node
+        if self.behaviour.withholds(rnd):  # the CID of the bytes, never handed to any IPFS node
+            cid = raw_cid(path.read_bytes())
+        else:
+            cid = self.ipfs.add_file(path)  # stored and pinned by our own node
         t_upload = time.perf_counter()
         return {"cid": cid, "sha": sha, "result": result,
                 "seconds": {"fetch": t_fetch - t0, "train": t_train - t_fetch, "upload": t_upload - t_train}}
@@ -304,7 +309,8 @@ class Peer:
                  self.name, rnd, info.attempt, cid, len(result.included), len(result.excluded))
         self._record(round=rnd, event="published", attempt=info.attempt, epoch=info.epoch, cid=cid,
                      sha256=result.sha256, included=[u.sha256 for u in result.included],
-                     excluded=_excluded(result.excluded), gas_used=tx.gas_used,
+                     excluded=_excluded(result.excluded), clipped=[u.member for u in result.clipped],
+                     gas_used=tx.gas_used,
                      seconds={**result.seconds, "upload": t1 - t0, "chain": t2 - t1})
 
     # -------------------------------------------------------------- verifier
@@ -359,6 +365,7 @@ class Peer:
         t1 = time.perf_counter()
         try:
             # An agreement names the aggregate it agrees with; a disagreement, what this verifier computed.
+            agree = self.behaviour.verdict(agree)
             tx = self.chain.attest(self.task, rnd, info.attempt, agree, info.aggregate_sha256 if agree else mine.sha256)
         except ContractRevert as exc:
             if exc.error not in FINAL_REFUSALS:
