@@ -3,7 +3,7 @@
 
 Runs `fedledger sim --out runs/demo-STAMP` with its defaults, exactly as `make demo` does (the
 command line itself, in a child process), then `fedledger audit --run` on the run directory
-(once for its table, once with --json for its timings). Writes bench/results/demo.json: both
+(its table, and with --export the same audit's lineage.json with its timings). Writes bench/results/demo.json: both
 commands' output, the rounds and accuracies of report.json, the wall time of the sim and the
 audit's timings, with when and at which commit. bench/report.py renders the README's demo
 transcript and docs/audit.md's example and timings from it.
@@ -50,8 +50,8 @@ def main() -> int:
     print(f"== fedledger sim --out {run_dir}", file=sys.stderr, flush=True)
     sim, sim_seconds = fedledger("sim", "--out", run_dir)
     print(f"== fedledger audit --run {run_dir}", file=sys.stderr, flush=True)
-    audit, _ = fedledger("audit", "--run", run_dir, "--quiet")
-    lineage = json.loads(fedledger("audit", "--run", run_dir, "--quiet", "--json")[0].stdout)
+    audit, _ = fedledger("audit", "--run", run_dir, "--quiet", "--export", f"{run_dir}/audit")
+    lineage = json.loads((REPO / run_dir / "audit" / "lineage.json").read_text())
     report = json.loads((REPO / run_dir / "report.json").read_text())
     cfg = report["config"]
     doc = {
