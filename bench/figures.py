@@ -119,6 +119,30 @@ def missing(name: str, cmd: str) -> str:
     return f"_`bench/results/{name}.json` is missing: run `{cmd}`, then `.venv/bin/python bench/report.py`._"
 
 
+# --------------------------------------------------------------------------- the demo
+
+
+def demo_block(results: Path) -> str:
+    d = load(results, "demo")
+    if d is None:
+        return missing("demo", ".venv/bin/python bench/demo.py")
+    c, cpus = d["config"], d["machine"]["cpus"]
+    return "\n".join([
+        f"It ends with the rounds, the report and the plot (`{d['command']}` took {d['sim_seconds']:.0f} s on "
+        f"{cpus} cores once installed; the first run also installs):", "", "```", "\n".join(ln.rstrip() for ln in d["sim_output"].rstrip("\n").split("\n")), "```",
+        "", source("demo", [("", d)]), "",
+        f"Round 1 includes starting the node processes (importing torch {c['orgs']} times on {cpus} cores)."])
+
+
+def audit_summary_block(results: Path) -> str:
+    d = load(results, "demo")
+    if d is None:
+        return missing("demo", ".venv/bin/python bench/demo.py")
+    t, blobs = d["audit"]["timing"], d["audit"]["blobs"]
+    return (f"On the demo run the audit took {t['total']:.1f} s, of which {t['start_ipfs']:.1f} s is starting the "
+            f"IPFS node and {t['fetch']:.1f} s fetching {blobs['count']} blobs ({source('demo', [('', d)])[1:-2]}).")
+
+
 # --------------------------------------------------------------------------- gas
 
 
@@ -394,6 +418,8 @@ def learning_block(results: Path) -> str:
 #: The README's generated blocks, by name: each one's renderer (results directory -> markdown). The
 #: docs' blocks are in docs_figures.py; bench/report.py renders both.
 BLOCKS: dict[str, Callable[[Path], str]] = {
+    "demo": demo_block,
+    "audit-summary": audit_summary_block,
     "gas": gas_block,
     "storage": storage_block,
     "aggregation": aggregation_block,

@@ -302,10 +302,11 @@ README_SECTIONS = ("Round overhead against Flower", "Scale:")
 #: Every file with generated blocks, and the blocks it must carry (a block whose markers were
 #: deleted would otherwise stop being checked).
 FILES: dict[str, tuple[str, ...]] = {
-    "README.md": ("storage", "aggregation", "faults", "learning", "summary", "gas"),
+    "README.md": ("demo", "audit-summary", "storage", "aggregation", "faults", "learning", "summary", "gas"),
     "docs/storage.md": ("storage-detail",),
     "docs/aggregation.md": ("aggregation-table", "aggregation-targets"),
     "docs/bench.md": ("round-overhead", "scale"),
+    "docs/audit.md": ("audit-example", "audit-time"),
 }
 
 MARKER = re.compile(r"<!-- bench:(?P<name>[a-z0-9-]+):begin[^>]*-->.*?<!-- bench:(?P=name):end -->", re.S)
@@ -338,9 +339,11 @@ def renderers(results: Path) -> dict[str, Callable[[], str]]:
 
 def wrap(body: str, width: int = 100) -> str:
     """Prose lines folded at `width` like the hand-written markdown around them; tables as they are."""
-    out = []
+    out, fenced = [], False
     for line in body.split("\n"):
-        if not line.strip() or line.startswith(("|", "<!--", "```", "#")):
+        if line.startswith("```"):
+            fenced = not fenced
+        if fenced or not line.strip() or line.startswith(("|", "<!--", "```", "#")):
             out.append(line)
         else:
             indent = "  " if line.startswith("- ") else ""
