@@ -175,8 +175,7 @@ def test_every_json_command_prints_one_json_object_offline(tmp_path):
         "task list": (["task", "list", "--deployment", missing], EXIT_INPUT),
         "task show": (["task", "show", "0", "--deployment", missing], EXIT_INPUT),
     }
-    # `audit --json` prints the lineage of a verified federation (tests/test_audit.py, which needs
-    # one); here it is the one --json command without an offline case.
+    # `audit --json` prints a lineage, which needs a chain and an IPFS node: see the test below.
     assert set(runs) == JSON_COMMANDS - {"audit"}
     order = ["keys new", "keys import", "keys list", "keys address"]  # these build on each other
     results = {}
@@ -288,3 +287,16 @@ def test_exit_3_when_the_chain_node_does_not_answer_and_4_when_the_chain_refuses
     assert not_member.returncode == EXIT_REFUSED and as_json(not_member)["error"] == "NotMember", not_member.stderr
     assert "NotMember" in not_member.stderr
     assert as_json(fedledger("member", "list", "--all", "--deployment", dep, "--json"))["members"] == []
+
+
+@pytest.mark.chain
+@pytest.mark.ipfs
+def test_audit_json_of_a_live_contract_parses_and_an_unreachable_chain_exits_3(ledger, ipfs_node):
+    out = fedledger("audit", "--rpc", ledger.rpc_url, "--contract", ledger.address, "--ipfs", ipfs_node.api_url,
+                    "--json", "--quiet")
+    assert out.returncode == EXIT_OK, out.stderr
+    lineage = as_json(out)
+    assert lineage["ok"] is True and lineage["tasks"] == [] and lineage["source"]["contract"] == ledger.address
+    down = fedledger("audit", "--rpc", closed_port_url(), "--contract", ledger.address, "--ipfs", ipfs_node.api_url,
+                     "--quiet")
+    assert down.returncode == EXIT_UNREACHABLE, down.stderr
