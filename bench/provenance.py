@@ -4,7 +4,8 @@
     doc = {**stamp(), "rows": rows}    # {"measured_at": "2026-12-01T10:00:00Z", "commit": "1a2b3c4", ...}
 
 `commit` is `git rev-parse --short HEAD`, with `-dirty` appended when tracked files other than
-bench/results differ from it (the code measured is then not exactly that commit), and
+results and prose (bench/results, docs, *.md) differ from it (the code measured is then not
+exactly that commit), and
 "unknown" outside a git checkout. bench/report.py prints both next to every table it generates.
 """
 
@@ -30,7 +31,9 @@ def commit() -> str:
     head = _git("rev-parse", "--short", "HEAD")
     if not head:
         return "unknown"
-    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results")
+    # Results and prose do not change what is measured; anything else that differs does.
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results",
+                   ":(exclude)docs", ":(exclude)*.md")
     return f"{head}-dirty" if changed else head
 
 
