@@ -43,6 +43,7 @@ demo: setup
 	@touch $@
 
 bench: setup .venv-bench/.installed
+	$(BIN)/python bench/demo.py
 	$(BIN)/python bench/gas.py
 	$(BIN)/python bench/storage.py
 	.venv-bench/bin/python bench/aggregation.py

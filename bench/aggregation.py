@@ -34,6 +34,8 @@ from typing import Any, Callable
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from provenance import stamp  # noqa: E402
 
 
 def _import_aggregation() -> types.ModuleType:
@@ -259,6 +261,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     meta = {"numpy": np.__version__, "flwr": fl_version, "python": platform.python_version(),
             "machine": platform.machine(), "cpu": _cpu()}
     print("\n" + json.dumps(meta))
+    run.meta = meta  # type: ignore[attr-defined]  # what main() records beside the rows
     return rows
 
 
@@ -319,7 +322,8 @@ def main() -> None:
                         help="print the table and targets of an earlier run's JSON instead of measuring")
     args = parser.parse_args()
     if args.table_from is not None:
-        rows = json.loads(args.table_from.read_text())
+        doc = json.loads(args.table_from.read_text())
+        rows = doc["rows"] if isinstance(doc, dict) else doc
         print(markdown(rows))
         print("\n".join(["", "targets missed:"] + targets(rows)) if targets(rows) else "\nall targets met")
         return
@@ -329,6 +333,7 @@ def main() -> None:
     else:
         args.params = args.params or ["1M", "11.7M"]
         args.n = args.n or [4, 10, 20]
+    measured = stamp()
     rows = run(args)
     print("\n" + markdown(rows))
     missed = targets(rows)
@@ -336,7 +341,8 @@ def main() -> None:
     out = args.out if args.out is not None else (None if args.quick else REPO / "bench" / "results" / "aggregation.json")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(rows, indent=1) + "\n")
+        doc = {**measured, "machine": getattr(run, "meta", {}), "rows": rows}
+        out.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"\nwrote {out}")
 
 

@@ -23,6 +23,9 @@ from pathlib import Path
 
 from fedledger.node.sim import SimOptions, run_sim
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import stamp  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 RULES = [("fedavg", "{}"), ("median", "{}"), ("trimmed_mean", '{"beta": 0.3}'), ("multikrum", '{"f": 3}')]
 
@@ -48,6 +51,7 @@ def main() -> int:
         results = json.loads(path.read_text())
 
     if "signflip" in only:
+        measured = stamp()  # per section: `--only` keeps the other sections and their stamps
         rows = []
         for rule, params in RULES:
             row = {"rule": rule, "params": json.loads(params)}
@@ -62,19 +66,23 @@ def main() -> int:
         clean_fedavg = rows[0]["clean_accuracy"]
         for row in rows:
             row["attacked_vs_clean_fedavg"] = round(row["attacked_accuracy"] / clean_fedavg, 4)
-        results["signflip"] = {"orgs": 10, "attackers": 3, "rounds": args.rounds, "local_epochs": args.epochs,
-                               "partition": "iid", "rows": rows}
+        # The default (5 local epochs) is "signflip"; other settings keep their own section.
+        key = "signflip" if args.epochs == 5 else f"signflip_epochs_{args.epochs}"
+        results[key] = {"orgs": 10, "attackers": 3, "rounds": args.rounds, "local_epochs": args.epochs,
+                               "partition": "iid", "rows": rows, **measured}
 
     if "byzantine" in only:
+        measured = stamp()
         rep = sim(base / "byzantine", orgs=4, rounds=args.trials, verifiers=2, seed=5, byzantine_leader_at="all")
         outcomes = [[a["outcome"] for a in r["attempts"]] for r in rep["rounds"]]
         results["byzantine"] = {
             "trials": len(outcomes), "verifiers": 2,
             "rejected_then_finalized": sum(o == ["rejected", "finalized"] for o in outcomes),
-            "outcomes": outcomes, "final_accuracy": rep["final_accuracy"],
+            "outcomes": outcomes, "final_accuracy": rep["final_accuracy"], **measured,
         }
 
     if "kill" in only:
+        measured = stamp()
         rep = sim(base / "kill-leader", orgs=4, rounds=3, verifiers=2, seed=6, kill_leader_at=2, aggregation_window=10)
         kill = next(f for f in rep["faults"] if f["fault"] == "kill_leader")
         r2 = rep["rounds"][1]
@@ -82,7 +90,7 @@ def main() -> int:
             "aggregation_window": 10, "failover_seconds": kill["failover_seconds"],
             "finalized_after_deadline_seconds": kill["finalized_after_deadline_seconds"],
             "attempts": [a["outcome"] for a in r2["attempts"]], "updates_in_round": len(r2["participants"]),
-            "orgs": 4,
+            "orgs": 4, **measured,
         }
 
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,9 @@ from pathlib import Path
 
 from fedledger.node.sim import SimOptions, run_sim
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import stamp as provenance  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -43,14 +46,18 @@ def main() -> int:
         ("shards:2", "fedavg+fedprox", args.mu, args.lr, args.lr_decay),
     ]
     rows = []
+    path = RESULTS / "learning.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    doc = stored if isinstance(stored, dict) else {}  # other sections (earlier settings) are kept as they are
     if args.only:
         keep = [c for c in cases if not c[0].startswith(args.only)]
         cases = [c for c in cases if c[0].startswith(args.only)]
-        stored = json.loads((RESULTS / "learning.json").read_text()) if (RESULTS / "learning.json").exists() else []
+        stored = stored.get("rows", []) if isinstance(stored, dict) else stored
         rows = [r for r in stored if any(r["partition"] == k[0] for k in keep)]
     for partition, label, mu, lr, lr_decay in cases:
         out = Path(args.out) / f"{stamp}-{partition.replace(':', '')}-{label}"
         print(f"== {partition} {label} (mu={mu}) -> {out}", file=sys.stderr, flush=True)
+        measured = provenance()  # per case: `--only` keeps the other case's row and its stamp
         report = run_sim(SimOptions(orgs=args.orgs, rounds=args.rounds, partition=partition, rule="fedavg",
                                     training={"mu": mu, "lr": lr, "lr_decay": lr_decay, "epochs": args.epochs},
                                     verifiers=2, seed=0, out=str(out)),
@@ -63,7 +70,7 @@ def main() -> int:
                      "rounds": args.rounds, "final_accuracy": accs[-1], "best_accuracy": max(accs),
                      "centralized_accuracy": central, "ratio_final_vs_centralized": round(accs[-1] / central, 4),
                      "first_round_at_95pct": reach, "accuracy_per_round": accs, "run_dir": str(out),
-                     "wall_seconds": report["wall_seconds"]})
+                     "wall_seconds": report["wall_seconds"], **measured})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     md = ("| partition | method | final accuracy | centralized | final / centralized | first round at 95% |\n"
           "|---|---|---:|---:|---:|---:|\n")
@@ -73,7 +80,7 @@ def main() -> int:
                   f"{r['ratio_final_vs_centralized']:.3f} | {r['first_round_at_95pct']} |\n" for r in rows)
     print(md)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "learning.json").write_text(json.dumps(rows, indent=2) + "\n")
+    path.write_text(json.dumps({**doc, "rows": rows}, indent=2) + "\n")
     (RESULTS / "learning.md").write_text(md)
     return 0 if all(r["first_round_at_95pct"] for r in rows) else 1
 

@@ -46,6 +46,9 @@ sys.path.insert(0, str(BENCH / "flower_app"))
 
 from launch import run_flower  # noqa: E402
 
+sys.path.insert(0, str(BENCH))
+from provenance import commit  # noqa: E402
+
 MB = 1024 * 1024
 SYSTEMS = ("fedledger", "flower-simulation", "flower-deployment")
 LOAD_AT_START = [round(x, 2) for x in psutil.getloadavg()]
@@ -339,6 +342,7 @@ def build(runs: dict[str, dict], args) -> dict:
         },
         "quick": bool(args.quick),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit(),
         "summary": s,
         "runs": runs,
     }
@@ -442,6 +446,7 @@ def main() -> int:
         doc = build(old["runs"], args)
         doc["failed"] = old.get("failed", {})
         doc["measured_at"] = old["measured_at"]
+        doc["commit"] = old.get("commit", "unknown")
         md = markdown(doc)
         print(md)
         (RESULTS / "round_overhead.json").write_text(json.dumps(doc, indent=2) + "\n")

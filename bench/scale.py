@@ -39,6 +39,7 @@ sys.path.insert(0, str(BENCH))
 
 from round_overhead import (RESULTS, run_fedledger, run_flower_measured, say, summarize,  # noqa: E402
                             write_results)
+from provenance import commit, stamp  # noqa: E402
 
 MB = 1024 * 1024
 HEADROOM = 0.85  # use at most this share of the memory available when a size starts
@@ -216,6 +217,7 @@ def main() -> int:
             except Exception as exc:
                 say(f"Flower simulation with {n} clients failed: {exc}")
                 row["flower_simulation_error"] = str(exc)[:300]
+        row.update(stamp())  # per row: `--merge` keeps rows of earlier runs with their own stamps
         rows.append(row)
         say(f"{n} organisations: {row['seconds_per_round']} s/round steady, overhead "
             f"{row['coordination_overhead_seconds']} s, node peak RSS {row['node_peak_rss_mb']['max']} MB, "
@@ -245,6 +247,7 @@ def main() -> int:
         },
         "quick": bool(args.quick),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit(),
         "rows": rows,
         "skipped": [{"orgs": r["orgs"], "status": r["status"], "reason": r["reason"]} for r in rows if r["status"] != "ok"],
         "growth": {key: growth(xs, [r[key] for r in ok]) for key in

@@ -24,6 +24,7 @@ import os
 import platform
 import statistics
 import tempfile
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,9 @@ import numpy as np
 
 from fedledger.node.storage.daemon import IpfsDaemon, connect_all, start_all
 from fedledger.node.storage.modelfile import ModelSpec, read_model, write_model_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import stamp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "storage.json")
     ap.add_argument("--work-dir", type=Path, default=None, help="where the IPFS repos and models go (default: a temp dir)")
     args = ap.parse_args(argv)
+    measured = stamp()
 
     with tempfile.TemporaryDirectory(prefix="fedledger-bench-storage-", dir=args.work_dir) as tmp:
         work = Path(tmp)
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(summaries)
     result = {
         "bench": "storage",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **measured,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cpus": os.cpu_count(), "numpy": np.__version__},
         "ipfs": {"implementation": "js-ipfs (npm ipfs 0.66.1)", "core_version": version,

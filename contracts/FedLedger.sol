@@ -42,6 +42,8 @@ contract FedLedger is Consortium {
     uint256 public constant MAX_CID_BYTES = 128;
     /// @notice The largest sample count a task may allow per update: no sum of claims can overflow.
     uint256 public constant MAX_SAMPLES_LIMIT = 2 ** 32;
+    /// @dev The revealed bit of Round.slotOf (participant indices stay below 2^16).
+    uint256 internal constant REVEALED = 1 << 16;
 
     /// @notice Everything fixed about a task at creation.
     struct TaskConfig {
@@ -94,9 +96,10 @@ contract FedLedger is Consortium {
         bytes32 revealAcc; // XOR of the revealed secrets
         bytes32 includedHash; // keccak256(included bitmap, unavailable bitmap) of the publication
         mapping(uint256 => address) participantAt;
-        mapping(address => uint256) slotOf; // (round << 32) | (index + 1)
+        // (round << 32) | (REVEALED if the member revealed) | (index + 1). Reveals happen only in a
+        // round's first epoch, so one bit says it; it costs no slot of its own.
+        mapping(address => uint256) slotOf;
         mapping(address => bytes32) commitmentOf; // keccak256(abi.encode(secret, member))
-        mapping(address => uint256) revealedAt; // (round << 16) | (epoch + 1)
     }
 
     /// @notice A read-only snapshot of a round, for nodes and auditors.
@@ -407,15 +410,13 @@ contract FedLedger is Consortium {
         Round storage rd = _round(task, round);
         if (rd.round != round) revert WrongRound(task, rd.round, round);
         if (rd.phase != Phase.Reveal) revert WrongPhase(task, round, Phase.Reveal, rd.phase);
-        uint256 mark = (round << 16) | (uint256(rd.epoch) + 1);
-        if (rd.slotOf[msg.sender] >> 32 != round || rd.revealedAt[msg.sender] == mark) {
-            revert NotRevealing(task, round, msg.sender);
-        }
+        uint256 slot = rd.slotOf[msg.sender];
+        if (slot >> 32 != round || slot & REVEALED != 0) revert NotRevealing(task, round, msg.sender);
         if (block.timestamp > rd.deadline) revert TooLate(task, round, rd.deadline, block.timestamp);
         if (keccak256(abi.encode(secret, msg.sender)) != rd.commitmentOf[msg.sender]) {
             revert BadReveal(task, round, msg.sender);
         }
-        rd.revealedAt[msg.sender] = mark;
+        rd.slotOf[msg.sender] = slot | REVEALED;
         rd.revealAcc ^= secret;
         uint16 reveals = rd.agreeMask + 1;
         rd.agreeMask = reveals;
@@ -434,15 +435,14 @@ contract FedLedger is Consortium {
         Round storage rd = _round(task, round);
         if (rd.phase != Phase.Reveal) revert WrongPhase(task, round, Phase.Reveal, rd.phase);
         if (block.timestamp <= rd.deadline) revert TooEarly(task, round, rd.deadline, block.timestamp);
-        uint256 mark = (round << 16) | (uint256(rd.epoch) + 1);
         uint256 kept = 0;
         uint256 n = rd.count;
         // Bounded by maxParticipants, and only on this rare path: the revealers keep their order.
         for (uint256 i = 0; i < n; i++) {
             address member = rd.participantAt[i];
-            if (rd.revealedAt[member] == mark) {
+            if (rd.slotOf[member] & REVEALED != 0) {
                 rd.participantAt[kept] = member;
-                rd.slotOf[member] = (round << 32) | (kept + 1);
+                rd.slotOf[member] = (round << 32) | REVEALED | (kept + 1);
                 kept++;
             } else {
                 rd.slotOf[member] = 0;
@@ -629,12 +629,21 @@ contract FedLedger is Consortium {
         (completed, currentRound, globalSha256, globalCid) = taskState(task);
         Round storage rd = _round(task, currentRound);
         round = _roundView(rd);
-        submitted = rd.slotOf[member] >> 32 == currentRound;
-        revealed = rd.revealedAt[member] == (uint256(currentRound) << 16) | (uint256(rd.epoch) + 1);
+        (submitted, revealed) = _membership(rd, currentRound, member);
         if (rd.phase == Phase.Aggregation || rd.phase == Phase.Verification) {
             uint256 k = _verifierCount(_config[task], rd.count);
             verifier = _verifierPosition(rd, currentRound, rd.attempt, k, member) != 0;
         }
+    }
+
+    function _membership(Round storage rd, uint256 round, address member)
+        internal
+        view
+        returns (bool submitted, bool revealed)
+    {
+        uint256 slot = rd.slotOf[member];
+        submitted = slot >> 32 == round;
+        revealed = submitted && slot & REVEALED != 0;
     }
 
     function _roundView(Round storage rd) internal view returns (RoundView memory v) {
@@ -871,7 +880,7 @@ contract FedLedger is Consortium {
     {
         uint256 slot = rd.slotOf[who];
         if (slot >> 32 != round) return 0;
-        uint256 index = (slot & 0xffffffff) - 1;
+        uint256 index = (slot & 0xffff) - 1;
         for (uint256 j = 0; j < k; j++) {
             if (_indexAt(rd, attempt + 1 + j) == index) return j + 1;
         }

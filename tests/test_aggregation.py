@@ -307,8 +307,12 @@ def test_krum_rejects_n_not_greater_than_2f_plus_2(n, f):
         multi_krum(ones(n), f)
 
 
-def test_krum_accepts_n_equal_to_2f_plus_3():
-    krum(ones(5), 1)
+def test_krum_accepts_n_equal_to_2f_plus_3_and_picks_an_honest_update():
+    # The smallest n Krum allows for f = 1: four close updates and one far away.
+    updates = [{"w": np.full(3, v, np.float32)} for v in (1.0, 1.1, 0.9, 1.05, 50.0)]
+    chosen = krum(updates, 1)["w"]
+    assert any(np.array_equal(chosen, u["w"]) for u in updates[:4]), chosen
+    assert np.all(multi_krum(updates, 1)["w"] < 2.0)  # the outlier is never averaged in
 
 
 @pytest.mark.parametrize("n,f", [(6, 1), (10, 2), (2, 0)])

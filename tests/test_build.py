@@ -34,15 +34,73 @@ def test_readme_carries_the_consortium_guide_that_the_tests_run():
     assert guide in (root / "README.md").read_text(), "paste docs/consortium.md into the README again"
 
 
-def test_readme_embeds_the_current_benchmark_summary():
-    """bench/report.py regenerates the block from bench/results; a stale README fails here."""
+def _bench_report():
+    """bench/report.py as a module (it imports figures.py and docs_figures.py from beside it)."""
     import importlib.util
+    import sys
 
-    path = repo_root() / "bench" / "report.py"
-    spec = importlib.util.spec_from_file_location("bench_report", path)
+    bench = repo_root() / "bench"
+    if str(bench) not in sys.path:
+        sys.path.insert(0, str(bench))
+    spec = importlib.util.spec_from_file_location("bench_report", bench / "report.py")
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)
-    summary = report.build(repo_root() / "bench" / "results")
+    return report
+
+
+def test_every_generated_benchmark_figure_in_the_readme_and_docs_matches_bench_results():
+    """bench/report.py renders every benchmark block of README.md and docs/ (and SUMMARY.md) from
+    bench/results/*.json; a block edited by hand, or a JSON rerun without the report, fails here."""
+    problems = _bench_report().stale()
+    assert problems == [], "run `.venv/bin/python bench/report.py`:\n" + "\n".join(problems)
+
+
+def test_changing_any_number_of_a_generated_block_by_hand_is_caught():
+    report = _bench_report()
+    for rel in report.FILES:
+        text = (repo_root() / rel).read_text()
+        blocks = list(report.MARKER.finditer(text))
+        assert blocks, rel
+        for m in blocks:
+            body = m.group(0)
+            digits = [i for i, c in enumerate(body) if c.isdigit() and "-->" in body[:i]]
+            assert digits, f"{rel}: the `{m['name']}` block shows no number"
+            for i in (digits[0], digits[len(digits) // 2], digits[-1]):
+                edited = body[:i] + str((int(body[i]) + 1) % 10) + body[i + 1:]
+                problems = report.stale(texts={rel: text.replace(body, edited)})
+                assert f"{rel}: the `{m['name']}` block differs from bench/results" in problems, (rel, m["name"], i)
+
+
+def test_deleting_a_generated_block_is_caught():
+    report = _bench_report()
+    text = (repo_root() / "README.md").read_text()
+    gas = next(m for m in report.MARKER.finditer(text) if m["name"] == "gas")
+    assert "README.md: no generated `gas` block" in report.stale(texts={"README.md": text.replace(gas.group(0), "")})
+
+
+#: The README sections that report measurements: every number in them comes from a generated block.
+BENCHMARK_SECTIONS = ("Models and storage", "Aggregation", "Failure modes", "Learning quality",
+                      "System benchmarks against Flower", "Gas")
+
+
+def test_the_readmes_benchmark_sections_hold_no_number_outside_a_generated_block():
+    """A number typed by hand next to the generated blocks would escape the check above: there is none.
+    (Digits inside names, such as sha256, float64 or CIDv1, are not numbers.)"""
+    import re
+
+    report = _bench_report()
     readme = (repo_root() / "README.md").read_text()
-    assert report.readme_block(summary) in readme, "run `.venv/bin/python bench/report.py` to refresh README.md"
-    assert (repo_root() / "bench" / "results" / "SUMMARY.md").read_text() == summary
+    sections = re.split(r"^## ", readme, flags=re.M)
+    found = {}
+    for section in sections:
+        title = section.split("\n", 1)[0].strip()
+        if title not in BENCHMARK_SECTIONS:
+            continue
+        rest = report.MARKER.sub("", section.split("\n", 1)[1])
+        numbers = [rest[max(0, m.start() - 30):m.end() + 10] for m in re.finditer(r"(?<![\w.\-/])\d", rest)]
+        if title == "Models and storage":  # design prose, then the storage block: no measured figure
+            numbers = [n for n in numbers if "since 2021" not in n and "newer than 0.8" not in n]
+        if numbers:
+            found[title] = numbers
+    assert sorted(t for t in BENCHMARK_SECTIONS if f"## {t}\n" in readme) == sorted(BENCHMARK_SECTIONS)
+    assert found == {}, "move these into a generated block (bench/figures.py) or drop them"

@@ -44,6 +44,32 @@ def test_three_organisations_federate_two_rounds_with_verified_lineage(tmp_path)
     assert report["final_accuracy"] > 0.4 and report["centralized_accuracy"] > 0.7
     assert (out / "accuracy.png").stat().st_size > 10_000
     assert (out / "chain" / "state.json").exists() and (out / "ipfs" / "org1").is_dir()
+    # Every node process exited by itself with 0 and logged no traceback, as report.json records.
+    clean = {org: {"exit_code": 0, "traceback": None} for org in ("org1", "org2", "org3")}
+    assert report["nodes"] == clean
+    assert json.loads((out / "report.json").read_text())["nodes"] == clean
+
+
+def test_the_report_finds_the_first_traceback_in_a_node_log(tmp_path):
+    from fedledger.node.sim.report import node_outcomes
+
+    log = tmp_path / "orgs" / "org1" / "node.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("12:00:00.001 INFO org1 joins task 0\n"
+                   "Traceback (most recent call last):\n"
+                   '  File "loop.py", line 7, in run\n'
+                   "    self.tick()\n"
+                   "KeyError: 'round'\n"
+                   "12:00:01.000 INFO after the crash\n"
+                   "Traceback (most recent call last):\n"
+                   "ValueError: a second one\n")
+    (tmp_path / "orgs" / "org2").mkdir()
+    (tmp_path / "orgs" / "org2" / "node.log").write_text("12:00:00.001 INFO org2 joins task 0\n")
+    nodes = node_outcomes(tmp_path, ["org1", "org2", "org3"], {"org1": 1, "org2": 0})
+    assert nodes["org1"] == {"exit_code": 1, "traceback": "Traceback (most recent call last):\n"
+                             '  File "loop.py", line 7, in run\n    self.tick()\nKeyError: \'round\''}
+    assert nodes["org2"] == {"exit_code": 0, "traceback": None}
+    assert nodes["org3"] == {"exit_code": None, "traceback": None}  # never waited for, no log
 
 
 def test_a_killed_node_restarts_and_rejoins_the_next_round(tmp_path):

@@ -239,8 +239,14 @@ def test_round_trip_returns_the_same_tensors_and_metadata(read, tensors, spec):
 
 def test_expected_sha256_may_be_given_as_0x_hex_or_raw_bytes(tensors, spec):
     data = write_model(tensors, META)
-    read_model(data, "0x" + sha(data).upper(), spec)
-    read_model(data, hashlib.sha256(data).digest(), spec)
+    for good in ("0x" + sha(data).upper(), hashlib.sha256(data).digest()):
+        out, meta = read_model(data, good, spec)
+        assert meta == {**META, "format": FORMAT}
+        np.testing.assert_array_equal(out["fc1.weight"], tensors["fc1.weight"])
+    # ... and the check is made in every spelling: one flipped digit is refused in each.
+    wrong = hashlib.sha256(data + b"x").digest()
+    for bad in ("0x" + wrong.hex().upper(), wrong):
+        assert_rejected(read_model, data, spec, "hash_mismatch", expected_sha256=bad)
 
 
 def test_files_written_by_official_safetensors_are_accepted(read, tensors, spec):

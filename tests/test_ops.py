@@ -376,9 +376,9 @@ def test_task_create_by_a_non_admin_is_refused_with_NotAdmin(cli, chain, ipfs_no
 
 @pytest.mark.ipfs
 def test_ipfs_nodes_with_each_other_as_bootstrap_connect_and_serve_each_others_content(cli, tmp_path):
-    from tests.plugins.ipfs import _require_jsipfs
+    from tests.plugins.ipfs import require_jsipfs
 
-    _require_jsipfs()
+    require_jsipfs()
     a, b = tmp_path / "a" / "ipfs", tmp_path / "b" / "ipfs"
     try:
         assert cli("ipfs", "init", "--repo", a).exit_code == 0
@@ -451,9 +451,9 @@ def _stop_guide_processes(run_dir: Path) -> None:
 def test_consortium_guide_takes_two_organisations_to_a_completed_task(tmp_path, request):
     """docs/consortium.md, run as written (scripts/consortium_local.sh): real Anvil, two IPFS
     daemons, two node processes, only operator commands."""
-    from tests.plugins.ipfs import _require_jsipfs
+    from tests.plugins.ipfs import require_jsipfs
 
-    _require_jsipfs()
+    require_jsipfs()
     shim = tmp_path / "bin"
     shim.mkdir()
     # `fedledger` on PATH: the console entry point of this checkout's venv.

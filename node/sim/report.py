@@ -28,9 +28,35 @@ def read_metrics(out: Path, names: list[str]) -> list[dict]:
     return rows
 
 
+TRACEBACK_START = "Traceback (most recent call last):"
+
+
+def first_traceback(log: Path, limit: int = 8000) -> str | None:
+    """The first Python traceback in a node's log, through its exception line, or None."""
+    if not log.exists():
+        return None
+    lines = log.read_text(errors="replace").splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(TRACEBACK_START):
+            block = [line]
+            for rest in lines[i + 1:]:
+                block.append(rest)
+                if rest and not rest[0].isspace():  # the exception line ends the traceback
+                    break
+            return "\n".join(block)[:limit]
+    return None
+
+
+def node_outcomes(out: Path, names: list[str], exit_codes: dict[str, int | None]) -> dict[str, dict]:
+    """How each organisation's node process ended: its exit code (None: it had to be stopped)
+    and the first traceback in its node.log. A clean run has 0 and None for every one."""
+    return {name: {"exit_code": exit_codes.get(name), "traceback": first_traceback(out / "orgs" / name / "node.log")}
+            for name in names}
+
+
 def build_report(out: Path, admin, dep, task_id: int, opts, training, workload, ipfs, spec,
                  finalized_at: dict[int, float], t_start: float, names: list[str], members: list[str],
-                 faults: list[dict] | None = None) -> dict:
+                 faults: list[dict] | None = None, exit_codes: dict[str, int | None] | None = None) -> dict:
     name_of = dict(zip(members, names))
     events = admin.events(from_block=dep.block, task=task_id)
     metrics = read_metrics(out, names)
@@ -99,6 +125,7 @@ def build_report(out: Path, admin, dep, task_id: int, opts, training, workload, 
         "members": [{"name": n, "address": a} for n, a in zip(names, members)],
         "rounds": rounds,
         "faults": faults or [],
+        "nodes": node_outcomes(out, names, exit_codes or {}),
         "final_accuracy": rounds[-1]["accuracy"] if rounds else None,
         "centralized_accuracy": round(float(centralized), 4),
         "centralized_seconds": round(time.perf_counter() - t0, 2),

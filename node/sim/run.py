@@ -139,14 +139,24 @@ def _run_sim(opts: SimOptions, say: Callable[[str], None]) -> dict:
         faults: list[dict] = [{"fault": "adversary", "org": n, **a} for n, a in adversaries.items()]
         injector = FaultInjector(opts, names, members, procs, anvil, daemon_of, out, password, say, faults)
         finalized_at = watch(admin, task_id, opts, procs, say, injector)
+        # Each node exits by itself once the task completed; its exit code goes into the report
+        # (None: still running 30 s later, then stopped). A node killed on purpose keeps its -9.
+        exit_codes: dict[str, int | None] = {}
         for name, p in procs.items():
             try:
-                p.wait(timeout=30)
+                exit_codes[name] = p.wait(timeout=30)
             except subprocess.TimeoutExpired:
+                exit_codes[name] = None
                 p.terminate()
         say("every round finalized; evaluating the global models")
         report = build_report(out, admin, dep, task_id, opts, training, workload, admin_ipfs, spec, finalized_at,
-                              t_start, names, members, faults)
+                              t_start, names, members, faults, exit_codes)
+        dropped = {f["org"] for f in faults if f["fault"] == "drop_org"}
+        unclean = [n for n, x in report["nodes"].items()
+                   if n not in dropped and (x["exit_code"] != 0 or x["traceback"])]
+        if unclean:
+            say(f"warning: node {', '.join(unclean)} did not end cleanly (exit code or traceback in node.log; "
+                "see report.json's nodes)")
         return report
     finally:
         for p in procs.values():

@@ -1,4 +1,6 @@
-"""Fixtures for a real Anvil chain: one process per test session, a fresh deployment per test."""
+"""Fixtures for a real Anvil chain: one process per test session, a fresh deployment per test.
+
+A missing Anvil is a failure that says how to install it, never a skip."""
 
 from __future__ import annotations
 
@@ -6,7 +8,16 @@ import pytest
 from eth_account import Account
 
 from fedledger.node.chain.client import ChainClient
-from fedledger.node.chain.devnet import DEV_KEYS, AnvilNode
+from fedledger.node.chain.devnet import DEV_KEYS, AnvilNode, anvil_binary
+from fedledger.node.errors import DevnetError
+
+
+def require_anvil() -> None:
+    """Fail the test, saying how to install it, when the Anvil binary from `make setup` is missing."""
+    try:
+        anvil_binary()
+    except DevnetError as e:
+        pytest.fail(f"Anvil not installed: run `make setup`. {e}", pytrace=False)
 
 
 class Ledger:
@@ -37,6 +48,7 @@ class Ledger:
 
 @pytest.fixture(scope="session")
 def anvil(tmp_path_factory):
+    require_anvil()
     node = AnvilNode(run_dir=tmp_path_factory.mktemp("anvil")).start()
     yield node
     node.stop()

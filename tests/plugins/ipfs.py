@@ -4,6 +4,9 @@ Each daemon costs 3-5 s to start and 200-500 MB of memory, so the session shares
 (organisation A) and the second member of `ipfs_pair` (organisation B), swarm-connected over
 127.0.0.1. `ipfs_daemon_factory` makes extra daemons for tests that need their own (crash and
 restart); every daemon made here is stopped by a finalizer, even when a test fails.
+
+A missing dev IPFS node is a failure that says how to install it, never a skip: a suite that
+skips its storage tests on a machine without js-ipfs would pass without testing storage.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from fedledger.node.storage.ipfs import IpfsClient
 from fedledger.node.storage.daemon import IpfsDaemon, IpfsDaemonError, connect_all, jsipfs_cli, node_binary
 
 
-def _require_jsipfs() -> None:
+def require_jsipfs() -> None:
+    """Fail the test, saying how to install it, when the dev IPFS node (js-ipfs) is missing."""
     try:
         jsipfs_cli()
         node_binary()
     except IpfsDaemonError as e:
-        pytest.skip(f"dev IPFS node not installed: {e}")
+        pytest.fail(f"js-ipfs not installed: run `make setup`. {e}", pytrace=False)
+
 
 
 class DaemonFactory:
@@ -30,7 +35,7 @@ class DaemonFactory:
         self.daemons: list[IpfsDaemon] = []
 
     def __call__(self, name: str, start: bool = True) -> IpfsDaemon:
-        _require_jsipfs()
+        require_jsipfs()
         daemon = IpfsDaemon(self._tmp.mktemp(f"ipfs-{name}"), name)
         self.daemons.append(daemon)
         if start:
