@@ -200,12 +200,14 @@ def withheld_blob(ledger, ipfs_api: str, tmp: Path, serve_verifiers: bool = Fals
     failed = events(fed, "AttemptFailed")
     honest_blamed = [e for e in failed if e["leader"] != attacker and e["reason"] in (0, 1)]
     withheld = ledger.admin.withheld_updates(attacker)
+    # Elected leader itself, the attacker has its own bytes: then the other leaders declare them.
+    led = events(fed, "RoundFinalized")[0]["leader"] == attacker
     return Outcome("withheld blob" + (", served to the verifiers only" if serve_verifiers else ""),
                    bool(honest_blamed) or not ledger.admin.task_state(fed.task).completed,
                    f"leaders declared the update unavailable after half their window; recorded against the member "
                    f"{withheld} time(s); honest leaders blamed: {len(honest_blamed)}",
                    {"withheld_recorded": withheld, "honest_leaders_blamed": len(honest_blamed),
-                    "attempts_failed": len(failed)})
+                    "attempts_failed": len(failed), "attacker_led_the_finalized_attempt": led})
 
 
 def silent_drop(ledger, ipfs_api: str, tmp: Path) -> Outcome:

@@ -38,7 +38,9 @@ def test_an_update_of_huge_finite_values_is_scaled_back_and_the_global_model_sta
 def test_a_withheld_blob_is_declared_unavailable_and_never_costs_an_honest_leader(ledger, ipfs_node, tmp_path,
                                                                                   serve_verifiers):
     out = attacks.withheld_blob(ledger, ipfs_node.api_url, tmp_path, serve_verifiers=serve_verifiers)
-    assert out.figures["honest_leaders_blamed"] == 0 and out.figures["withheld_recorded"] >= 1
+    assert out.figures["honest_leaders_blamed"] == 0
+    # Unless the attacker itself led the finalized attempt (it has its own bytes), a leader declared them.
+    assert out.figures["withheld_recorded"] >= 1 or out.figures["attacker_led_the_finalized_attempt"]
     assert not out.attacker_succeeded
 
 

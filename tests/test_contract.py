@@ -8,7 +8,7 @@ import threading
 import pytest
 from eth_account import Account
 
-from fedledger.node.chain.client import _plain
+from fedledger.node.chain.abi import plain as _plain
 from fedledger.node.errors import ContractRevert
 from fedledger.node.protocol import (
     FailReason,

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
@@ -32,10 +32,11 @@ from ..protocol.types import (
     RoundInfo,
     TaskConfig,
     TaskState,
-    rule_from_bytes32,
     to_bytes32,
 )
 from .contracts import Artifact, load_artifact
+from .abi import abi_type as _abi_type
+from .abi import plain as _plain
 from .transport import LeanHTTPProvider
 
 
@@ -578,26 +579,3 @@ class ChainClient:
                 ]
                 return ContractRevert(name, dict(zip(names, values)), fn_name)
         return ContractRevert("Revert", {"message": exc.message or str(exc)}, fn_name)
-
-
-_HASH_FIELDS = {"parent", "sha256", "computedSha256", "seed", "inputsDigest", "finalSha256", "expected", "given"}
-
-
-def _plain(name: str, value: Any) -> Any:
-    """Event/error values in plain Python: bytes32 as hex, rule ids as text, structs as dicts."""
-    if isinstance(value, (bytes, bytearray)):
-        if name == "ruleId":
-            return rule_from_bytes32(value)
-        return bytes(value).hex()
-    if isinstance(value, Mapping):  # structs in events come back as (nested) AttributeDicts
-        return {k: _plain(k, v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(name, v) for v in value]
-    return value
-
-
-def _abi_type(item: dict) -> str:
-    t = item["type"]
-    if t.startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + t[len("tuple"):]
-    return t
