@@ -152,19 +152,21 @@ def gas_block(results: Path) -> str:
         return missing("gas", ".venv/bin/python bench/gas.py")
     rows = d["rows"]
     body = [[r["members"], r["verifiers"], f"{r['submit_avg']:,} / {r['submit_max']:,}", fmt(r["close"]),
-             f"{r['reveal_avg']:,} / {r['reveal_max']:,}", fmt(r["elect"]), fmt(r["publish"]), fmt(r["attest_max"]),
-             fmt(r["round_total"]), fmt(r["round_total_per_member"])]
+             fmt(r["publish"]), fmt(r["attest_max"]), fmt(r["round_total"]), fmt(r["round_total_per_member"]),
+             fmt(r["first_round_reveal_max"]), fmt(r["first_round_total"])]
             for r in rows]
     out = ["Measured on Anvil by `bench/gas.py` (it writes `bench/results/gas.json`, from which `bench/report.py` "
            "writes this section). A CIDv1 is 59 characters whatever the model's size, so no call depends on model "
            "size. Steady-state round (the third: a round reuses the storage of the round before last, so its writes "
            "cost about 5k gas instead of 22k):", "", source("gas", [("", d)]), "",
-           table(["members", "verifiers", "submit (avg / max)", "close", "reveal (avg / max)", "elect", "publish",
-                  "attest (max)", "round total", "per member"], body), ""]
-    text = [f"Every member submits its update with a commitment and reveals the secret once the window has closed; "
-            f"`close` is what closing the window adds to the submission that fills the round, `elect` what drawing "
-            f"the seed and electing adds to the last reveal, and attestations stop at the quorum (a majority of the "
-            f"verifiers). Rounds 1-2 of a task claim fresh storage: submit up to "
+           table(["members", "verifiers", "submit (avg / max)", "close + elect", "publish", "attest (max)",
+                  "round total", "per member", "round 1 reveal (max)", "round 1 total"], body), ""]
+    text = [f"Every update opens the secret its member committed to before and commits to the next, so a round "
+            f"needs no transaction beyond the updates, the publication and the attestations: `close + elect` is what "
+            f"closing the window, drawing the seed and electing add to the submission that fills the round, and "
+            f"attestations stop at the quorum (a majority of the verifiers). Round 1, where nobody has a secret to "
+            f"open yet, has a reveal phase (one reveal per member; the last elects). Rounds 1-2 of a task claim "
+            f"fresh storage: submit up to "
             f"{fmt(max(r['first_rounds_submit_max'] for r in rows))} gas there. A leader timeout that elects the next "
             f"candidate costs {fmt(d['timeout_gas'])} gas."]
     # Rows where at least two verifiers attest: the last one finalizes, the others only record.

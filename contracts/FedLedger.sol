@@ -9,11 +9,13 @@ import {Consortium} from "./Consortium.sol";
 ///         re-check it, fails over to the next candidate when a leader is silent or rejected, and
 ///         records the hash of every global model. Weights never touch the chain: every per-member
 ///         cost is constant in model size, and no per-round cost grows with the square of members.
-/// @dev    Nobody chooses the leader: every update carries a commitment to a secret, and the
-///         election seed is the XOR of the secrets the round's members reveal once the window has
-///         closed (commit-reveal), so no submitter, block proposer or coalition can predict the
-///         order while it can still change its inputs. A member that does not reveal is left out
-///         of the round (RevealMissed).
+/// @dev    Nobody chooses the leader: every update commits to a fresh secret and opens the one the
+///         member committed to before (commit-reveal, one step ahead). The election seed is the
+///         XOR of the secrets opened in the round, each fixed before the round opened, so no
+///         submitter, block proposer or coalition can choose it by changing its inputs; the last
+///         submitter can only decide whether to take part. A round in which nobody had a secret to
+///         open (round 1) reveals the new ones in a reveal phase once the window has closed; a
+///         member that does not reveal is left out of the round (RevealMissed).
 /// @dev Events are the lineage record: each carries task, round, epoch, attempt, member/leader,
 ///      cid, sha256 and parent as they apply, so an auditor needs no extra calls.
 contract FedLedger is Consortium {
@@ -42,7 +44,8 @@ contract FedLedger is Consortium {
     uint256 public constant MAX_CID_BYTES = 128;
     /// @notice The largest sample count a task may allow per update: no sum of claims can overflow.
     uint256 public constant MAX_SAMPLES_LIMIT = 2 ** 32;
-    /// @dev The revealed bit of Round.slotOf (participant indices stay below 2^16).
+    /// @dev The bit of Round.slotOf saying the member's secret is in the round's seed (participant
+    ///      indices stay below 2^16).
     uint256 internal constant REVEALED = 1 << 16;
 
     /// @notice Everything fixed about a task at creation.
@@ -80,8 +83,8 @@ contract FedLedger is Consortium {
         uint16 epoch;
         uint16 attempt;
         uint16 count;
-        // Bit j: verifier j of this attempt agreed. In the reveal phase, before any attempt, the same
-        // bits count the participants that revealed: one slot for everything a reveal writes.
+        // Bit j: verifier j of this attempt agreed. Before the first attempt the same bits count the
+        // participants whose secret is in the seed: one slot for everything a submit writes.
         uint16 agreeMask;
         uint16 disagreeMask; // bit j: verifier j of this attempt disagreed
         uint16 offset;
@@ -93,13 +96,12 @@ contract FedLedger is Consortium {
         bytes32 seed;
         bytes32 aggSha256;
         string aggCid;
-        bytes32 revealAcc; // XOR of the revealed secrets
+        bytes32 revealAcc; // keccak256(abi.encode(task, round, parent)) XOR the secrets opened in the round
         bytes32 includedHash; // keccak256(included bitmap, unavailable bitmap) of the publication
         mapping(uint256 => address) participantAt;
-        // (round << 32) | (REVEALED if the member revealed) | (index + 1). Reveals happen only in a
-        // round's first epoch, so one bit says it; it costs no slot of its own.
+        // (round << 32) | (REVEALED if the member's secret is in the seed) | (index + 1). A member
+        // opens at most one secret per round, so one bit says it; it costs no slot of its own.
         mapping(address => uint256) slotOf;
-        mapping(address => bytes32) commitmentOf; // keccak256(abi.encode(secret, member))
     }
 
     /// @notice A read-only snapshot of a round, for nodes and auditors.
@@ -117,7 +119,7 @@ contract FedLedger is Consortium {
         bytes32 aggSha256;
         string aggCid;
         address leader;
-        uint16 reveals;
+        uint16 reveals; // participants whose secret is in the seed (submission and reveal phases)
         bytes32 includedHash;
     }
 
@@ -129,6 +131,9 @@ contract FedLedger is Consortium {
     mapping(address => uint256) public withheldUpdates;
     /// @notice How many rounds each member left out by not revealing its secret.
     mapping(address => uint256) public missedReveals;
+    /// @notice The commitment keccak256(abi.encode(secret, member)) each member's next update (or
+    ///         reveal) of a task must open; zero before its first.
+    mapping(uint256 => mapping(address => bytes32)) public pendingCommitment;
 
     mapping(uint256 => TaskConfig) internal _config;
     mapping(uint256 => TaskState) internal _state;
@@ -139,7 +144,7 @@ contract FedLedger is Consortium {
     /// @notice Round `round` of `task` accepts updates on top of `parent` until `deadline`.
     event RoundOpened(uint256 indexed task, uint256 indexed round, uint16 epoch, bytes32 parent, uint64 deadline);
     /// @notice `member` submitted an update (`cid`, `sha256`) trained on `numSamples` samples from
-    ///         `parent`, committing to the secret it reveals once the window closes.
+    ///         `parent`, opening `secret` (zero: it had no commitment) and committing to the next.
     event UpdateSubmitted(
         uint256 indexed task,
         uint256 indexed round,
@@ -149,7 +154,8 @@ contract FedLedger is Consortium {
         string cid,
         bytes32 sha256,
         uint64 numSamples,
-        bytes32 commitment
+        bytes32 commitment,
+        bytes32 secret
     );
     /// @notice The submission window closed with `participants` updates committing to `inputsDigest`;
     ///         their members reveal their secrets before `revealDeadline` (0: no reveal, a reopened round).
@@ -162,12 +168,15 @@ contract FedLedger is Consortium {
         bytes32 inputsDigest,
         uint64 revealDeadline
     );
-    /// @notice `member` revealed the secret its update committed to.
-    event SecretRevealed(uint256 indexed task, uint256 indexed round, address indexed member, uint16 epoch, bytes32 secret);
+    /// @notice `member` revealed the secret its update committed to, and committed to its next.
+    event SecretRevealed(
+        uint256 indexed task, uint256 indexed round, address indexed member, uint16 epoch, bytes32 secret,
+        bytes32 nextCommitment
+    );
     /// @notice `member` did not reveal in time: its update is left out of the round.
     event RevealMissed(uint256 indexed task, uint256 indexed round, address indexed member, uint16 epoch);
-    /// @notice The election seed of the epoch, from the revealed secrets; it fixes the candidate order
-    ///         over the `participants` that revealed, in submission order.
+    /// @notice The election seed of the epoch, from the secrets opened in the round; it fixes the
+    ///         candidate order over the round's `participants`, in submission order.
     event SeedDrawn(uint256 indexed task, uint256 indexed round, uint16 epoch, bytes32 seed, uint16 participants);
     /// @notice `leader` must publish the aggregate of attempt `attempt` before `deadline`; `verifiers` re-check it.
     event LeaderElected(
@@ -262,7 +271,7 @@ contract FedLedger is Consortium {
     error TooManySamples(uint256 task, uint256 round, uint256 given, uint256 max);
     /// @notice `member` is not a participant of the round that still has to reveal in this epoch.
     error NotRevealing(uint256 task, uint256 round, address member);
-    /// @notice The secret does not open the commitment `member`'s update made.
+    /// @notice The secret does not open `member`'s pending commitment (or there is none to open).
     error BadReveal(uint256 task, uint256 round, address member);
     /// @notice An agreement must name the published aggregate `published`; it named `given`.
     error AgreementMismatch(uint256 task, uint256 round, bytes32 published, bytes32 given);
@@ -325,8 +334,10 @@ contract FedLedger is Consortium {
     /// @param sha256Hash The sha256 of exactly those bytes.
     /// @param numSamples How many training samples the update saw (its FedAvg weight), at most the
     ///        task's maxSamples.
-    /// @param commitment keccak256(abi.encode(secret, msg.sender)) of a fresh 32-byte secret the member
-    ///        reveals once the window has closed; the secrets seed the election.
+    /// @param commitment keccak256(abi.encode(secret, msg.sender)) of a fresh 32-byte secret: the
+    ///        member's next update (or its reveal, in a round without secrets to open) opens it.
+    /// @param secret Opens the member's pendingCommitment, made before this round opened: it goes
+    ///        into the election seed. Zero when the member has none (its first update of the task).
     function submitUpdate(
         uint256 task,
         uint256 round,
@@ -334,22 +345,41 @@ contract FedLedger is Consortium {
         string calldata cid,
         bytes32 sha256Hash,
         uint64 numSamples,
-        bytes32 commitment
+        bytes32 commitment,
+        bytes32 secret
     ) external onlyMember {
         Round storage rd = _admit(task, round, parent, numSamples);
         if (bytes(cid).length == 0 || bytes(cid).length > MAX_CID_BYTES) revert InvalidArgument("cid must be 1-128 bytes");
         if (sha256Hash == bytes32(0)) revert InvalidArgument("sha256 is zero");
-        if (commitment == bytes32(0)) revert InvalidArgument("commitment is zero");
+        _enter(rd, round, sha256Hash, numSamples, _open(task, round, secret, commitment) ? secret : bytes32(0));
+        emit UpdateSubmitted(task, round, msg.sender, rd.epoch, parent, cid, sha256Hash, numSamples, commitment, secret);
+        if (rd.count == _config[task].maxParticipants) _closeWindow(task, round, rd, _config[task]);
+    }
 
+    /// @dev Record the sender as the round's next participant; a non-zero `opened` secret goes into the seed.
+    function _enter(Round storage rd, uint256 round, bytes32 sha256Hash, uint64 numSamples, bytes32 opened) internal {
         uint16 count = rd.count;
         rd.participantAt[count] = msg.sender;
-        rd.commitmentOf[msg.sender] = commitment;
-        rd.slotOf[msg.sender] = (round << 32) | (uint256(count) + 1);
+        rd.slotOf[msg.sender] = (round << 32) | (opened != bytes32(0) ? REVEALED : 0) | (uint256(count) + 1);
         rd.count = count + 1;
         rd.totalSamples += numSamples;
         rd.inputsDigest = keccak256(abi.encode(rd.inputsDigest, msg.sender, sha256Hash, numSamples));
-        emit UpdateSubmitted(task, round, msg.sender, rd.epoch, parent, cid, sha256Hash, numSamples, commitment);
-        if (count + 1 == _config[task].maxParticipants) _closeWindow(task, round, rd, _config[task]);
+        if (opened != bytes32(0)) {
+            rd.revealAcc ^= opened;
+            rd.agreeMask += 1; // participants whose secret is in the seed
+        }
+    }
+
+    /// @dev Open the sender's pending commitment with `secret` (true) or, without one, check that
+    ///      `secret` is zero (false); either way `next` becomes the pending commitment.
+    function _open(uint256 task, uint256 round, bytes32 secret, bytes32 next) internal returns (bool opened) {
+        if (next == bytes32(0)) revert InvalidArgument("commitment is zero");
+        bytes32 pending = pendingCommitment[task][msg.sender];
+        opened = pending != bytes32(0);
+        if (opened ? keccak256(abi.encode(secret, msg.sender)) != pending : secret != bytes32(0)) {
+            revert BadReveal(task, round, msg.sender);
+        }
+        pendingCommitment[task][msg.sender] = next;
     }
 
     /// @dev The checks of a submission that need the round: live task, phase, parent, one update
@@ -366,8 +396,9 @@ contract FedLedger is Consortium {
         if (numSamples > cfg.maxSamples) revert TooManySamples(task, round, numSamples, cfg.maxSamples);
     }
 
-    /// @notice Close the submission window: the participants now reveal their secrets (a reopened
-    ///         round, whose order derives from the previous seed, elects at once). Anyone may call,
+    /// @notice Close the submission window and elect from the secrets the participants opened; in a
+    ///         round where none had one to open, the participants now reveal the secrets their
+    ///         updates committed to (reveal phase). Anyone may call,
     ///         once the deadline passed with at least minParticipants updates (a round with
     ///         maxParticipants updates closed itself). Emits SubmissionsClosed (and, in a reopened
     ///         round, SeedDrawn and LeaderElected).
@@ -385,25 +416,30 @@ contract FedLedger is Consortium {
     }
 
     function _closeWindow(uint256 task, uint256 round, Round storage rd, TaskConfig storage cfg) internal {
-        if (rd.epoch == 0) {
+        if (rd.epoch == 0 && rd.agreeMask == 0) {
+            // Nobody had a secret to open (round 1): reveal the ones the updates committed to.
             rd.phase = Phase.Reveal;
-            rd.agreeMask = 0; // the reveal count
-            rd.revealAcc = bytes32(0);
             rd.deadline = uint40(block.timestamp + cfg.revealWindow);
             emit SubmissionsClosed(task, round, 0, rd.count, rd.totalSamples, rd.inputsDigest, rd.deadline);
         } else {
-            // A reopened round keeps its updates and the secrets revealed in its first epoch: its
-            // order derives from them, fixed when it reopened (a member that joins only decides
-            // whether to take part).
+            // Every secret in the seed was fixed before the round opened. A reopened round keeps
+            // its updates and its secrets, and adds those of members that join it.
             emit SubmissionsClosed(task, round, rd.epoch, rd.count, rd.totalSamples, rd.inputsDigest, 0);
-            _draw(task, round, rd, cfg, keccak256(abi.encode(rd.revealAcc, task, round, rd.epoch)));
+            _draw(task, round, rd, cfg, _seedOf(task, round, rd));
         }
     }
 
-    /// @notice Reveal the secret this member's update committed to. Participants of the round only
-    ///         (WrongRound, WrongPhase, NotRevealing otherwise), once, before the reveal deadline. Emits SecretRevealed; the last reveal also draws the
-    ///         seed and elects (SeedDrawn, LeaderElected).
-    function reveal(uint256 task, uint256 round, bytes32 secret) external {
+    /// @dev The election seed of the round's current epoch.
+    function _seedOf(uint256 task, uint256 round, Round storage rd) internal view returns (bytes32) {
+        return keccak256(abi.encode(rd.revealAcc, task, round, rd.epoch));
+    }
+
+    /// @notice Reveal the secret this member's update committed to, committing to the next one
+    ///         (`nextCommitment`, which its next update opens). Participants of the round only
+    ///         (WrongRound, WrongPhase, NotRevealing otherwise), once, before the reveal deadline.
+    ///         Emits SecretRevealed; the last reveal also draws the seed and elects (SeedDrawn,
+    ///         LeaderElected).
+    function reveal(uint256 task, uint256 round, bytes32 secret, bytes32 nextCommitment) external {
         // Cheaper than _liveTask, and as strict: the record must hold this round in its reveal phase
         // (an unknown task's record is empty; a completed task's last round is Finalized). A member
         // removed since it submitted may still reveal: removal never strands a round in progress.
@@ -413,18 +449,14 @@ contract FedLedger is Consortium {
         uint256 slot = rd.slotOf[msg.sender];
         if (slot >> 32 != round || slot & REVEALED != 0) revert NotRevealing(task, round, msg.sender);
         if (block.timestamp > rd.deadline) revert TooLate(task, round, rd.deadline, block.timestamp);
-        if (keccak256(abi.encode(secret, msg.sender)) != rd.commitmentOf[msg.sender]) {
-            revert BadReveal(task, round, msg.sender);
-        }
+        // The member's pending commitment is the one its update of this round made.
+        if (!_open(task, round, secret, nextCommitment)) revert BadReveal(task, round, msg.sender);
         rd.slotOf[msg.sender] = slot | REVEALED;
         rd.revealAcc ^= secret;
         uint16 reveals = rd.agreeMask + 1;
         rd.agreeMask = reveals;
-        emit SecretRevealed(task, round, msg.sender, rd.epoch, secret);
-        if (reveals == rd.count) {
-            TaskConfig storage cfg = _config[task];
-            _draw(task, round, rd, cfg, keccak256(abi.encode(rd.revealAcc, task, round, rd.epoch, rd.inputsDigest)));
-        }
+        emit SecretRevealed(task, round, msg.sender, rd.epoch, secret, nextCommitment);
+        if (reveals == rd.count) _draw(task, round, rd, _config[task], _seedOf(task, round, rd));
     }
 
     /// @notice End the reveal phase once its deadline passed: the participants that did not reveal
@@ -455,7 +487,7 @@ contract FedLedger is Consortium {
         if (kept < cfg.minParticipants) {
             _reopen(task, round, rd, cfg);
         } else {
-            _draw(task, round, rd, cfg, keccak256(abi.encode(rd.revealAcc, task, round, rd.epoch, rd.inputsDigest)));
+            _draw(task, round, rd, cfg, _seedOf(task, round, rd));
         }
     }
 
@@ -610,8 +642,8 @@ contract FedLedger is Consortium {
     }
 
     /// @notice What a member's node reads on every new block, in one call: taskState, the
-    ///         roundInfo of the current round, whether `member` submitted to it, whether it revealed
-    ///         its secret in the current epoch, and whether it verifies the current attempt.
+    ///         roundInfo of the current round, whether `member` submitted to it, whether its
+    ///         secret is in the round's seed, and whether it verifies the current attempt.
     function memberView(uint256 task, address member)
         external
         view
@@ -655,7 +687,7 @@ contract FedLedger is Consortium {
         v.disagrees = uint16(_popcount(rd.disagreeMask));
         v.deadline = rd.deadline;
         v.totalSamples = rd.totalSamples;
-        if (rd.phase == Phase.Reveal) {
+        if (rd.phase == Phase.Submission || rd.phase == Phase.Reveal) {
             v.reveals = rd.agreeMask;
             v.agrees = 0;
         }
@@ -751,8 +783,10 @@ contract FedLedger is Consortium {
         rd.deadline = uint40(block.timestamp + _config[task].submissionWindow);
         rd.round = uint32(round);
         rd.totalSamples = 0;
-        // A non-zero digest up front keeps the first submitter's cost equal to everyone else's.
-        rd.inputsDigest = keccak256(abi.encode(task, round, st.globalSha256));
+        // Non-zero values up front keep the first submitter's cost equal to everyone else's.
+        bytes32 start = keccak256(abi.encode(task, round, st.globalSha256));
+        rd.inputsDigest = start;
+        rd.revealAcc = start;
         emit RoundOpened(task, round, 0, st.globalSha256, rd.deadline);
     }
 

@@ -32,10 +32,9 @@ from fedledger.node.peer.loop import Peer
 from fedledger.node.protocol import (
     Phase,
     TaskConfig,
-    commitment,
     derive_seed,
     election_order,
-    next_digest,
+    seed_start,
     xor_secrets,
 )
 from fedledger.node.storage.ipfs import IpfsClient
@@ -246,8 +245,7 @@ def colluding_pair(ledger) -> Outcome:
     for i in (1, 2, 3):  # the fifth update fills the round and closes it
         ledger.client(i).submit_update(task, 1, h("genesis"), f"bafk{i}", h(f"u{i}"), 100)
     for i in range(1, n + 1):
-        c = ledger.client(i)
-        c.reveal(task, 1, c.election_secret(task, 1, 0))
+        ledger.client(i).reveal(task, 1)
     index = {a.address: i for i, a in enumerate(ledger.accounts)}
     outcomes = []
     for attempt in range(n):
@@ -278,8 +276,11 @@ def colluding_pair(ledger) -> Outcome:
 
 def grinding(ledger, elections: int = 500, tries: int = 64, members: int = 4, seed: int = 7) -> Outcome:
     """The last submitter tries `tries` inputs per election, keeping the one that would make it leader
-    as far as it can tell (before, the seed was keccak(blockhash, inputsDigest): 27 tries led 6 rounds
-    of 6). Its share of leader seats over `elections` elections, against its fair share."""
+    (before, the seed was keccak(blockhash, inputsDigest): 27 tries led 6 rounds of 6). Now it sees
+    every other secret of the round before it submits and knows its own, so it predicts the seed
+    exactly, but no input of its changes it: its update, its sample count and its next commitment
+    are not in the seed, and a secret other than the one it committed to is refused (BadReveal).
+    Its share of leader seats over `elections` elections, against its fair share."""
     rng = random.Random(seed)
     for i in range(1, members + 1):
         ledger.admin.add_member(ledger.accounts[i].address, f"org{i}")
@@ -291,30 +292,35 @@ def grinding(ledger, elections: int = 500, tries: int = 64, members: int = 4, se
     attacker = ledger.accounts[members]
     attacker_client = ledger.client(members)
     parent = h("genesis")
-    led = 0
+    led = refused = 0
+    predicted_right = 0
     for rnd in range(1, elections + 1):
         for i in range(1, members):
-            c = ledger.client(i)
-            c.submit_update(task, rnd, parent, "bafk", h(f"{rnd}-{i}"), 100 + i)
-        # The attacker sees every other input and the last block; it tries `tries` (sha, samples,
-        # secret) inputs and keeps the one whose seed, computed from what it can see, elects it.
-        digest_before = ledger.admin.round_info(task, rnd).inputs_digest
-        participants = ledger.admin.participants(task, rnd) + [attacker.address]
-        best = None
-        for t in range(tries):
-            sha, samples = h(f"{rnd}-attack-{t}"), 100 + t
-            secret = bytes(rng.getrandbits(8) for _ in range(32))
-            digest = next_digest(bytes.fromhex(digest_before), attacker.address, sha, samples).hex()
-            guess = derive_seed(xor_secrets([secret]), task, rnd, 0, digest)  # the others' secrets are unknown
-            if election_order(guess, participants)[0] == attacker.address:
-                best = (sha, samples, secret)
-                break
-        sha, samples, secret = best or (h(f"{rnd}-attack"), 100, bytes(32 * [1]))
-        attacker_client.submit_update(task, rnd, parent, "bafk", sha, samples, commitment(secret, attacker.address))
-        for i in range(1, members):
-            c = ledger.client(i)
-            c.reveal(task, rnd, c.election_secret(task, rnd, 0))
-        tx = attacker_client.reveal(task, rnd, secret)
+            ledger.client(i).submit_update(task, rnd, parent, "bafk", h(f"{rnd}-{i}"), 100 + i)
+        if rnd == 1:  # nobody has a secret to open: commit now, reveal once the window has closed
+            attacker_client.submit_update(task, rnd, parent, "bafk", h(f"{rnd}-attack"), 100)
+            tx = None
+            for i in range(1, members + 1):
+                tx = ledger.client(i).reveal(task, rnd)
+        else:
+            # Everything it can see: the secrets the others opened, its own, the participants.
+            others = [e["secret"] for e in ledger.admin.events(names=["UpdateSubmitted"], task=task, round_=rnd)]
+            participants = ledger.admin.participants(task, rnd) + [attacker.address]
+            own = attacker_client.secrets.opening(task, rnd)
+            start = seed_start(task, rnd, parent)
+            seeds = set()
+            for t in range(tries):  # its update and claim vary; the seed does not
+                sha, samples = h(f"{rnd}-attack-{t}"), 100 + t
+                seeds.add(derive_seed(xor_secrets([start, *others, own]), task, rnd, 0))
+            predicted = election_order(seeds.pop(), participants)[0]
+            if predicted != attacker.address:  # its last lever: open another secret
+                try:
+                    attacker_client.submit_update(task, rnd, parent, "bafk", sha, samples,
+                                                  secret=bytes(rng.getrandbits(8) for _ in range(32)))
+                except ContractRevert as exc:
+                    refused += exc.error == "BadReveal"
+            tx = attacker_client.submit_update(task, rnd, parent, "bafk", sha, samples)
+            predicted_right += tx.event("LeaderElected")["leader"] == predicted
         leader = tx.event("LeaderElected")["leader"]
         led += leader == attacker.address
         tx = ledger.client([a.address for a in ledger.accounts].index(leader)).publish_aggregate(
@@ -325,6 +331,7 @@ def grinding(ledger, elections: int = 500, tries: int = 64, members: int = 4, se
     lo, hi = binom.interval(0.99, elections, 1 / members)
     return Outcome(f"grinding last submitter ({tries} inputs per election)", not lo <= led <= hi,
                    f"it led {led} of {elections} elections; its fair share is {elections / members:.0f}, the 99% "
-                   f"binomial interval [{lo:.0f}, {hi:.0f}]",
+                   f"binomial interval [{lo:.0f}, {hi:.0f}]; it predicted {predicted_right} of {elections - 1} "
+                   f"seeds but could not change one ({refused} other secrets refused)",
                    {"elections": elections, "tries": tries, "led": led, "fair": elections / members,
-                    "interval_99": [lo, hi]})
+                    "interval_99": [lo, hi], "predicted": predicted_right, "refused_other_secret": refused})

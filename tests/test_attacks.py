@@ -62,3 +62,7 @@ def test_a_grinding_last_submitter_leads_no_more_than_its_fair_share_over_500_el
     out = attacks.grinding(ledger, elections=500, tries=64)
     lo, hi = out.figures["interval_99"]
     assert lo <= out.figures["led"] <= hi, out.detail
+    # It knows each seed before it submits (every other secret is out by then) but cannot change
+    # it: each time it tried to open another secret than the one it committed to, it was refused.
+    assert out.figures["predicted"] == 499
+    assert out.figures["refused_other_secret"] >= 499 - out.figures["led"]

@@ -101,16 +101,18 @@ def federate(ledger, ipfs_node, tmp: Path, *, rounds: int = 1, rule: str = "feda
             else:
                 cid = ipfs.add_bytes(data)
                 files[cid] = path
-            ledger.client(i).submit_update(task, rnd, parent, cid, sha, SAMPLES[i])
+            last = ledger.client(i).submit_update(task, rnd, parent, cid, sha, SAMPLES[i])
             records.append(UpdateRecord(member, cid, sha, SAMPLES[i]))
             ups.append({"member": member, "name": f"org{i}", "cid": cid, "sha256": sha, "num_samples": SAMPLES[i]})
         fed.updates.append(ups)
         if leave_last_round_open and rnd == rounds:
             break
-        # The last update filled the round and closed it; the last secret revealed elects.
-        for i in MEMBERS:
-            revealed = ledger.client(i).reveal(task, rnd, ledger.client(i).election_secret(task, rnd, 0))
-        elected = revealed.event("LeaderElected")
+        # The last update filled the round and closed it and, from round 2 on, elected from the
+        # secrets the updates opened; in round 1 the last secret revealed elects.
+        if rnd == 1:
+            for i in MEMBERS:
+                last = ledger.client(i).reveal(task, rnd)
+        elected = last.event("LeaderElected")
 
         def fetch(upd: UpdateRecord) -> Path:
             if upd.cid not in files:
@@ -295,6 +297,7 @@ def test_deployment_file_can_stand_in_for_rpc_and_contract(ledger, ipfs_node, tm
     ("alter the parent of round 2", "parent_link", 2),
     ("alter the elected leader", "election", 1),
     ("alter a revealed secret", "election", 1),
+    ("alter a secret an update opened", "election", 2),
     ("alter the drawn seed", "election", 2),
     ("alter the finalized sha256", "finalization", 1),
 ])
@@ -323,6 +326,8 @@ def test_event_log_altered_by_a_lying_chain_node_is_caught(ledger, ipfs_node, tm
         edit("LeaderElected", 1, leader=other)
     elif tamper == "alter a revealed secret":
         edit("SecretRevealed", 1, secret=fake)
+    elif tamper == "alter a secret an update opened":
+        edit("UpdateSubmitted", 2, secret=fake)
     elif tamper == "alter the drawn seed":
         edit("SeedDrawn", 2, seed=fake)
     elif tamper == "alter the finalized sha256":

@@ -17,6 +17,7 @@ from fedledger.node.protocol import (
     commitment,
     derive_seed,
     election_order,
+    seed_start,
     verifiers_for,
     xor_secrets,
 )
@@ -68,8 +69,8 @@ def submit_all(ledger, task, round_, members, parent=GENESIS):
 
 
 def close(ledger, task, round_):
-    """Close the window past its deadline, then every participant reveals: the last reveal elects
-    (its transaction is returned)."""
+    """Close the window past its deadline; in a round with a reveal phase every participant then
+    reveals and the last reveal elects (its transaction is returned)."""
     ledger.advance(WINDOW + 1)
     tx = ledger.admin.close_submissions(task, round_)
     if ledger.admin.round_info(task, round_).phase != Phase.REVEAL:  # a reopened round elects at once
@@ -83,7 +84,7 @@ def reveal_all(ledger, task, round_, skip=()):
         i = index_of(ledger, address)
         if i not in skip:
             client = ledger.client(i)
-            last = client.reveal(task, round_, client.election_secret(task, round_, 0))
+            last = client.reveal(task, round_)
     return last
 
 
@@ -245,7 +246,7 @@ def test_update_that_fills_the_round_closes_it_and_the_last_reveal_elects(ledger
     assert ledger.admin.election_order(task, 1) == []  # nobody knows the order before every secret is out
     expect_revert("WrongPhase", ledger.client(3).submit_update, task, 1, GENESIS, "bafk", h("a"), 10)
     expect_revert("WrongPhase", ledger.admin.close_submissions, task, 1)
-    first = ledger.client(1).reveal(task, 1, ledger.client(1).election_secret(task, 1, 0))
+    first = ledger.client(1).reveal(task, 1)
     assert not any(e.name == "LeaderElected" for e in first.events)
     r = reveal_all(ledger, task, 1, skip=(1,))
     assert r.event("SeedDrawn")["participants"] == 2
@@ -335,7 +336,7 @@ def test_election_order_is_a_permutation_every_member_can_recompute(ledger):
     # Recompute the seed from the revealed secrets alone, then the order from the seed.
     secrets = [e["secret"] for e in ledger.admin.events(names=["SecretRevealed"], task=task, round_=1)]
     assert len(secrets) == len(members)
-    seed = derive_seed(xor_secrets(secrets), task, 1, closed["epoch"], closed["inputsDigest"])
+    seed = derive_seed(xor_secrets([seed_start(task, 1, GENESIS), *secrets]), task, 1, closed["epoch"])
     assert seed == r.event("SeedDrawn")["seed"] == ledger.admin.round_info(task, 1).seed
     assert election_order(seed, participants) == order
     elected = r.event("LeaderElected")
@@ -556,14 +557,14 @@ def test_reveals_open_only_their_own_commitment_and_a_member_that_does_not_revea
     c1 = ledger.client(1)
     expect_revert("BadReveal", c1.reveal, task, 1, h("not my secret"))
     # Member 2's secret revealed by member 1: the commitment binds the member too.
-    expect_revert("BadReveal", c1.reveal, task, 1, ledger.client(2).election_secret(task, 1, 0))
+    expect_revert("BadReveal", c1.reveal, task, 1, ledger.client(2).secrets.secret(task, 1, "update"))
     expect_revert("NotRevealing", ledger.client(5).reveal, task, 1, h("x"))  # not a participant
-    c1.reveal(task, 1, c1.election_secret(task, 1, 0))
-    expect_revert("NotRevealing", c1.reveal, task, 1, c1.election_secret(task, 1, 0))  # only once
+    c1.reveal(task, 1)
+    expect_revert("NotRevealing", c1.reveal, task, 1, c1.secrets.secret(task, 1, "update"))  # only once
     reveal_all(ledger, task, 1, skip=(1, 4))
     expect_revert("TooEarly", ledger.admin.close_reveals, task, 1)
     ledger.advance(WINDOW + 1)
-    expect_revert("TooLate", ledger.client(4).reveal, task, 1, ledger.client(4).election_secret(task, 1, 0))
+    expect_revert("TooLate", ledger.client(4).reveal, task, 1)
     r = ledger.client(9).close_reveals(task, 1)  # anyone
     assert r.event("RevealMissed")["member"] == ledger.accounts[4].address
     assert r.event("SeedDrawn")["participants"] == 3
@@ -592,6 +593,78 @@ def test_commitments_bind_the_secret_to_the_member(ledger):
     a, b = ledger.accounts[1].address, ledger.accounts[2].address
     assert commitment(h("s"), a) != commitment(h("s"), b)
     assert xor_secrets([h("x"), h("y")]) == xor_secrets([h("y"), h("x")])
+
+
+def finalize(ledger, task, round_) -> str:
+    """The elected leader publishes and every verifier agrees: the round finalizes."""
+    info = ledger.admin.round_info(task, round_)
+    agg = h(f"agg{round_}")
+    ledger.client(index_of(ledger, info.leader)).publish_aggregate(task, round_, info.attempt, f"bafkagg{round_}", agg)
+    for v in ledger.admin.verifiers_of(task, round_, info.attempt):
+        ledger.client(index_of(ledger, v)).attest(task, round_, info.attempt, True, agg)
+    return agg
+
+
+def test_after_round_one_updates_open_the_secrets_committed_before_and_the_filling_update_elects(ledger):
+    members = [1, 2, 3, 4]
+    task = setup_task(ledger, max_participants=4)
+    submit_all(ledger, task, 1, members)
+    assert ledger.admin.round_info(task, 1).phase == Phase.REVEAL  # nobody had a secret to open
+    reveal_all(ledger, task, 1)
+    parent = finalize(ledger, task, 1)
+    # Round 2: every update opens the secret its member committed to with its reveal; the one that
+    # fills the round elects in the same transaction, with no reveal phase.
+    for i in members[:-1]:
+        ledger.client(i).submit_update(task, 2, parent, f"bafk2x{i}", h(f"u2{i}"), 10)
+    last = ledger.client(4).submit_update(task, 2, parent, "bafk2x4", h("u24"), 10)
+    assert last.event("SubmissionsClosed")["revealDeadline"] == 0
+    assert last.event("LeaderElected")["epoch"] == 0
+    assert ledger.admin.round_info(task, 2).phase == Phase.AGGREGATION
+    assert ledger.admin.events(names=["SecretRevealed"], task=task, round_=2) == []
+    # Anyone recomputes the seed from the secrets the updates opened, and checks each against the
+    # commitment its member made before (with its reveal in round 1).
+    updates = ledger.admin.events(names=["UpdateSubmitted"], task=task, round_=2)
+    reveals = {e["member"]: e["nextCommitment"] for e in ledger.admin.events(names=["SecretRevealed"], task=task, round_=1)}
+    for e in updates:
+        assert commitment(e["secret"], e["member"]) == reveals[e["member"]]
+    seed = derive_seed(xor_secrets([seed_start(task, 2, parent), *[e["secret"] for e in updates]]), task, 2, 0)
+    assert seed == last.event("SeedDrawn")["seed"]
+    assert ledger.admin.pending_commitment(task, ledger.accounts[1].address) == updates[0]["commitment"]
+
+
+def test_an_update_must_open_its_own_pending_commitment_and_a_first_update_opens_nothing(ledger):
+    task = setup_task(ledger, max_participants=4)
+    c1, c2 = ledger.client(1), ledger.client(2)
+    # A first update has nothing to open: a non-zero secret is refused.
+    expect_revert("BadReveal", c1.submit_update, task, 1, GENESIS, "bafk", h("a"), 10, secret=h("anything"))
+    submit_all(ledger, task, 1, [1, 2, 3, 4])
+    reveal_all(ledger, task, 1)
+    parent = finalize(ledger, task, 1)
+    expect_revert("BadReveal", c1.submit_update, task, 2, parent, "bafk", h("a"), 10, secret=h("guess"))
+    expect_revert("BadReveal", c1.submit_update, task, 2, parent, "bafk", h("a"), 10, secret="00" * 32)
+    # Member 2's secret, once public, opens nothing of member 1's: commitments bind the member.
+    c2.submit_update(task, 2, parent, "bafk2", h("b"), 10)
+    opened = ledger.admin.events(names=["UpdateSubmitted"], task=task, round_=2)[-1]["secret"]
+    expect_revert("BadReveal", c1.submit_update, task, 2, parent, "bafk", h("a"), 10, secret=opened)
+    c1.submit_update(task, 2, parent, "bafk1", h("a"), 10)  # its own secret, derived again from its key
+    assert ledger.admin.round_info(task, 2).reveals == 2
+
+
+def test_a_newcomer_adds_no_secret_and_a_member_back_after_a_pause_opens_its_old_commitment(ledger):
+    task = setup_task(ledger, max_participants=9)
+    submit_all(ledger, task, 1, [1, 2, 3])
+    close(ledger, task, 1)
+    parent = finalize(ledger, task, 1)
+    submit_all(ledger, task, 2, [1, 2, 5], parent=parent)  # 5 is new: it commits, opens nothing
+    assert ledger.admin.round_info(task, 2).reveals == 2
+    r = close(ledger, task, 2)
+    assert r.event("SubmissionsClosed")["revealDeadline"] == 0 and r.event("LeaderElected")
+    parent = finalize(ledger, task, 2)
+    # 3 sat out round 2: its update of round 3 opens what it committed to in round 1.
+    fresh = ledger.client(3)
+    fresh.secrets.forget(task)  # as after a restart: the secret is found again from the key alone
+    fresh.submit_update(task, 3, parent, "bafk3", h("c"), 10)
+    assert ledger.admin.round_info(task, 3).reveals == 1
 
 
 def test_zero_verifiers_finalizes_on_publish(ledger):

@@ -103,11 +103,12 @@ def test_reverted_transactions_sent_without_estimation_leave_state_unchanged(led
         "nonce": w3.eth.get_transaction_count(ledger.accounts[0].address), "chainId": 31337}).raw_transaction))
     before = snapshot(admin, task, [ledger.accounts[1].address])
     fns = [
-        admin.contract.functions.submitUpdate(task, 1, bytes.fromhex(GENESIS), "bafk", b"\x01" * 32, 5, b"\x02" * 32),
+        admin.contract.functions.submitUpdate(task, 1, bytes.fromhex(GENESIS), "bafk", b"\x01" * 32, 5, b"\x02" * 32,
+                                             b"\x00" * 32),
         admin.contract.functions.addMember(stranger.address, "me"),
         admin.contract.functions.publishAggregate(task, 1, 0, "bafk", b"\x01" * 32, b"\x01", b"\x00"),
         admin.contract.functions.closeSubmissions(task, 1),
-        admin.contract.functions.reveal(task, 1, b"\x03" * 32),
+        admin.contract.functions.reveal(task, 1, b"\x03" * 32, b"\x04" * 32),
     ]
     for nonce, fn in enumerate(fns):
         tx = fn.build_transaction({"from": stranger.address, "nonce": nonce, "gas": 300_000,

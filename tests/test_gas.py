@@ -12,14 +12,15 @@ from fedledger.node.protocol import TaskConfig
 
 pytestmark = pytest.mark.chain
 
-#: A steady round of 10 members with 2 verifiers, every transaction of it (submissions, reveals,
-#: publication, attestations up to the quorum).
-MAX_ROUND_GAS_10_MEMBERS_2_VERIFIERS = 1_500_000
-#: Rounds 1-2 claim each member's commitment slot in each of the two round records once.
+#: A steady round of 10 members with 2 verifiers, every transaction of it (submissions, each opening
+#: its member's secret, the last electing; publication; attestations up to the quorum).
+MAX_ROUND_GAS_10_MEMBERS_2_VERIFIERS = 1_100_000  # the issue asked for 1.5M; about 0.97M measured
+#: Rounds 1-2 claim each member's slots in each of the two round records once; round 1 also has a
+#: reveal phase (nobody has a secret to open yet).
 MAX_FIRST_ROUNDS_GAS_10_MEMBERS_2_VERIFIERS = 2_200_000
-#: Any one submitUpdate, the one that fills the round (and so closes the window) included.
-MAX_SUBMIT_GAS = 150_000
-#: Any one reveal, the last (which draws the seed and elects) included.
+#: Any one submitUpdate, the one that fills the round (and so closes the window and elects) included.
+MAX_SUBMIT_GAS = 200_000
+#: Any one reveal (round 1 only), the last (which draws the seed and elects) included.
 MAX_REVEAL_GAS = 100_000
 #: Any one attest, the one that reaches the quorum (and so finalizes and opens the next round) included.
 MAX_ATTEST_GAS = 150_000
@@ -45,8 +46,10 @@ def run_rounds(ledger, members: int, verifiers: int, rounds: int = 3) -> list[di
     parent, out = h("genesis"), []
     for rnd in range(1, rounds + 1):
         submits = [c.submit_update(task, rnd, parent, CID, h(f"u{rnd}-{i}"), 100) for i, c in enumerate(clients)]
-        reveals = [c.reveal(task, rnd, c.election_secret(task, rnd, 0)) for c in clients]
-        elected = reveals[-1].event("LeaderElected")  # the last secret revealed draws the seed and elects
+        # Round 1 reveals the secrets its updates committed to (the last reveal elects); later
+        # updates open the secrets committed before, and the one that fills the round elects.
+        reveals = [c.reveal(task, rnd) for c in clients] if rnd == 1 else []
+        elected = (reveals or submits)[-1].event("LeaderElected")
         aggregate = h(f"aggregate{rnd}")
         published = by_address[elected["leader"]].publish_aggregate(task, rnd, 0, CID, aggregate)
         attests = []
@@ -64,13 +67,13 @@ def run_rounds(ledger, members: int, verifiers: int, rounds: int = 3) -> list[di
     return out
 
 
-def test_a_ten_member_round_with_two_verifiers_stays_under_1_5M_gas_and_each_call_under_its_bound(ledger):
+def test_a_ten_member_round_with_two_verifiers_stays_under_1_1M_gas_and_each_call_under_its_bound(ledger):
     rounds = run_rounds(ledger, members=10, verifiers=2)
     assert rounds[2]["total"] < MAX_ROUND_GAS_10_MEMBERS_2_VERIFIERS, rounds[2]
     for r in rounds:
         assert r["total"] < MAX_FIRST_ROUNDS_GAS_10_MEMBERS_2_VERIFIERS, r
         assert max(r["submit"]) < MAX_SUBMIT_GAS, r
-        assert max(r["reveal"]) < MAX_REVEAL_GAS, r
+        assert max(r["reveal"], default=0) < MAX_REVEAL_GAS, r
         assert max(r["attest"]) < MAX_ATTEST_GAS, r
     # The steady state (round 3 reuses round 1's storage) is cheaper than the first round.
     assert rounds[2]["total"] < rounds[0]["total"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..chain.client import Event
 from ..protocol.digest import initial_digest, next_digest
-from ..protocol.election import commitment, derive_seed, election_order, verifiers_for, xor_secrets
+from ..protocol.election import commitment, derive_seed, election_order, seed_start, verifiers_for, xor_secrets
 from ..protocol.inclusion import indices
 from .model import OUTCOMES, AttemptAudit, Failure, RoundAudit, TaskAudit, UpdateAudit
 
@@ -47,6 +47,7 @@ class _Rebuild:
         self.members: dict[str, str] = {}
         self.tasks: dict[int, TaskAudit] = {}
         self._state: dict[tuple[int, int], dict] = {}  # (task, round) -> running digest etc.
+        self._pending: dict[tuple[int, str], str] = {}  # (task, member) -> the commitment it must open next
 
     def name(self, address: str) -> str:
         return self.members.get(address, address[:10])
@@ -133,7 +134,7 @@ class _Rebuild:
         t.rounds.append(r)
         self._state[(t.task, rnd)] = {"digest": initial_digest(t.task, rnd, parent), "samples": 0,
                                       "participants": [], "order": [], "closed_epochs": set(), "secrets": [],
-                                      "digest_at_close": None}
+                                      "start": seed_start(t.task, rnd, parent)}
 
     def _on_UpdateSubmitted(self, ev: Event) -> None:
         r = self._round(ev)
@@ -153,6 +154,7 @@ class _Rebuild:
         if r.finalized:
             self._fail(r, "event_order", f"update of {u.name}", "submitted after the round was finalized",
                        u.cid, u.sha256)
+        self._open(r, u.member, ev.args.get("secret", "00" * 32), ev.args.get("commitment", ""), f"update of {u.name}")
         st["digest"] = next_digest(st["digest"], u.member, u.sha256, u.num_samples)
         st["samples"] += u.num_samples
         if u.member in st["participants"]:
@@ -170,7 +172,6 @@ class _Rebuild:
                  "reveal_deadline": ev["revealDeadline"], "seed": None}
         r.closes.append(close)
         r.epoch = ev["epoch"]
-        st["digest_at_close"] = ev["inputsDigest"]
         ok = (ev["inputsDigest"] == digest and ev["participants"] == len(st["participants"])
               and ev["totalSamples"] == st["samples"])
         if not r.check("events.inputs_digest", ok,
@@ -187,11 +188,25 @@ class _Rebuild:
         if r is None:
             return
         u = next((x for x in reversed(r.updates) if x.member == ev["member"] and x.in_round), None)
-        if u is None or commitment(ev["secret"], ev["member"]) != u.commitment:
-            self._fail(r, "election", f"reveal of {self.name(ev['member'])}",
-                       "the revealed secret does not open the commitment of the member's update")
+        if u is None:
+            self._fail(r, "election", f"reveal of {self.name(ev['member'])}", "the member has no update in the round")
             return
-        self._state[(r.task, r.round)]["secrets"].append(ev["secret"])
+        self._open(r, u.member, ev["secret"], ev["nextCommitment"], f"reveal of {u.name}")
+
+    def _open(self, r: RoundAudit, member: str, secret: str, next_commitment: str, what: str) -> None:
+        """A secret opened with an update or a reveal: it must open the member's pending commitment
+        (or be zero when it has none) and goes into the round's seed; `next_commitment` is pending now."""
+        key = (r.task, member)
+        pending = self._pending.get(key)
+        if pending is None:
+            if int(secret or "0", 16) != 0:
+                self._fail(r, "election", what, "opens a secret, but the member has no commitment to open")
+        elif commitment(secret, member) != pending:
+            self._fail(r, "election", what, "the secret does not open the member's pending commitment")
+        elif int(secret, 16) != 0:
+            self._state[(r.task, r.round)]["secrets"].append(secret)
+        if next_commitment:
+            self._pending[key] = next_commitment
 
     def _on_RevealMissed(self, ev: Event) -> None:
         r = self._round(ev)
@@ -210,14 +225,15 @@ class _Rebuild:
         if r is None:
             return
         st = self._state[(r.task, r.round)]
-        seed = derive_seed(xor_secrets(st["secrets"]), r.task, r.round, ev["epoch"], st["digest_at_close"] or "00" * 32)
+        acc = xor_secrets([st["start"], *st["secrets"]])
+        seed = derive_seed(acc, r.task, r.round, ev["epoch"])
         if r.closes:
             r.closes[-1]["seed"] = ev["seed"]
         ok = seed == ev["seed"] and ev["participants"] == len(st["participants"])
-        if not r.check("events.seed", ok, f"epoch {ev['epoch']}: the seed derives from {len(st['secrets'])} revealed "
+        if not r.check("events.seed", ok, f"epoch {ev['epoch']}: the seed derives from {len(st['secrets'])} opened "
                                           f"secrets"):
             self._fail(r, "election", "election seed",
-                       f"the seed {ev['seed'][:16]} of epoch {ev['epoch']} is not the one the revealed secrets give "
+                       f"the seed {ev['seed'][:16]} of epoch {ev['epoch']} is not the one the opened secrets give "
                        f"({seed[:16]}), or it was drawn over {ev['participants']} participants, not "
                        f"{len(st['participants'])}")
         st["order"] = election_order(ev["seed"], st["participants"])

@@ -7,8 +7,6 @@ and its arguments. Events come back decoded, in chain order: they are the lineag
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import threading
 import time
@@ -24,7 +22,6 @@ from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFou
 from web3.middleware import ExtraDataToPOAMiddleware
 
 from ..errors import ChainError, ContractRevert, TransactionRejected
-from ..protocol.election import commitment as election_commitment
 from ..protocol.inclusion import bitmap
 from ..protocol.types import (
     MemberView,
@@ -37,6 +34,7 @@ from ..protocol.types import (
 from .contracts import Artifact, load_artifact
 from .abi import abi_type as _abi_type
 from .abi import plain as _plain
+from .secrets import ElectionSecrets
 from .transport import LeanHTTPProvider
 
 
@@ -46,8 +44,8 @@ log = logging.getLogger("fedledger.chain")
 #: (the attestation reaching the quorum finalizes the round and opens the next one; a timeout can
 #: reopen a round; the submission that fills a round also closes it and elects). Unused gas is not
 #: charged.
-GAS_FLOOR = {"attest": 300_000, "timeout": 300_000, "publishAggregate": 300_000,
-             "closeSubmissions": 300_000, "submitUpdate": 300_000}
+GAS_FLOOR = {"attest": 300_000, "timeout": 300_000, "publishAggregate": 300_000, "closeSubmissions": 300_000,
+             "submitUpdate": 300_000, "reveal": 300_000, "closeReveals": 300_000}
 
 
 @dataclass(frozen=True)
@@ -109,6 +107,7 @@ class ChainClient:
         self.request_timeout = timeout
         self.poll_latency = poll_latency
         self._lock = threading.Lock()
+        self.secrets = ElectionSecrets(self)
         self._nonce: int | None = None
         self._chain_id: int | None = None
         self._errors = self._error_table(self.artifact.abi)
@@ -247,30 +246,44 @@ class ChainClient:
 
     def submit_update(
         self, task: int, round_: int, parent_sha256: str, cid: str, sha256: str, num_samples: int,
-        commitment: str | bytes | None = None, epoch: int = 0,
+        commitment: str | bytes | None = None, secret: str | bytes | None = None, epoch: int = 0,
     ) -> TxResult:
-        """Submit an update. Without `commitment`, this member's own secret for (task, round,
-        epoch) is committed to (`election_secret`), so it can reveal it later, even after a restart."""
+        """Submit an update to epoch `epoch` of the round. It opens this member's pending commitment
+        and commits to its secret for this round and epoch (chain/secrets.py), both derived from its
+        key, so they come out the same after a restart. Tests may pass either."""
+        next_secret = None
         if commitment is None:
-            commitment = election_commitment(self.election_secret(task, round_, epoch), self.sender)
-        return self._transact(
-            "submitUpdate", task, round_, to_bytes32(parent_sha256), cid, to_bytes32(sha256), num_samples,
-            to_bytes32(commitment),
-        )
+            next_secret, commitment = self.secrets.next_commitment(task, round_, "update", epoch)
+        if secret is None:
+            secret = self.secrets.opening(task, round_)
+        return self._committing(task, commitment, next_secret, "submitUpdate", task, round_, to_bytes32(parent_sha256),
+                                cid, to_bytes32(sha256), num_samples, to_bytes32(commitment), to_bytes32(secret))
 
-    def election_secret(self, task: int, round_: int, epoch: int) -> bytes:
-        """This member's secret for the election of (task, round, epoch): HMAC-SHA256 under its own
-        key of the contract, chain and round, so it is unpredictable to others and the member's
-        node derives it again after a restart. Never logged."""
-        if self.account is None:
-            raise ChainError("this client has no account: load a keystore to commit to a secret")
-        message = b"fedledger-election|" + abi_encode(
-            ["uint256", "address", "uint256", "uint256", "uint256"],
-            [self.chain_id, self._need_contract().address, task, round_, epoch])
-        return hmac.new(bytes(self.account.key), message, hashlib.sha256).digest()
+    def reveal(self, task: int, round_: int, secret: str | bytes | None = None,
+               next_commitment: str | bytes | None = None) -> TxResult:
+        """Reveal the secret this member's update of `round_` committed to (a round where nobody had
+        one to open), committing to its next."""
+        next_secret = None
+        if next_commitment is None:
+            next_secret, next_commitment = self.secrets.next_commitment(task, round_, "reveal")
+        if secret is None:
+            secret = self.secrets.opening(task, round_)
+        return self._committing(task, next_commitment, next_secret, "reveal", task, round_, to_bytes32(secret),
+                                to_bytes32(next_commitment))
 
-    def reveal(self, task: int, round_: int, secret: str | bytes) -> TxResult:
-        return self._transact("reveal", task, round_, to_bytes32(secret))
+    def _committing(self, task: int, commitment, secret: bytes | None, fn_name: str, *args) -> TxResult:
+        try:
+            result = self._transact(fn_name, *args)
+        except Exception:
+            self.secrets.forget(task)  # whatever the chain holds now, read it again next time
+            raise
+        self.secrets.committed(task, to_bytes32(commitment), secret)
+        return result
+
+    def pending_commitment(self, task: int, who: str | None = None) -> str:
+        """The commitment `who`'s (default: this member's) next update or reveal must open, as hex
+        (zeros: none yet)."""
+        return self._view("pendingCommitment", task, to_checksum_address(who or self.sender)).hex()
 
     def close_submissions(self, task: int, round_: int) -> TxResult:
         return self._transact("closeSubmissions", task, round_)

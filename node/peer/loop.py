@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,6 +46,15 @@ FINAL_REFUSALS = {"WrongPhase", "WrongRound", "WrongAttempt", "TooLate", "Alread
                   "AgreementMismatch", "BadInclusion"}
 #: Refusals of a submission that mean the update is simply not taken this round.
 SUBMIT_NOT_TAKEN = {"DuplicateUpdate", "WrongPhase", "WrongRound", "StaleParent", "RoundFull"}
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """What the chain holds of a round: read once per leader or verifier step."""
+
+    participants: list[str]  # in submission order
+    updates: list[UpdateRecord]  # the participants' latest updates, in the same order
+    inclusions: list  # the UpdatesIncluded events of every attempt
 
 
 class Peer:
@@ -244,10 +254,11 @@ class Peer:
                 "seconds": {"fetch": t_fetch - t0, "train": t_train - t_fetch, "upload": t_upload - t_train}}
 
     def reveal(self, rnd: int) -> None:
-        """Reveal the secret this member's update committed to: the round's election needs every
-        participant's (a member that does not reveal is left out of the round)."""
+        """Reveal the secret this member's update committed to, in a round where nobody had one to
+        open at submission: the election needs every participant's (a member that does not
+        reveal is left out of the round)."""
         try:
-            tx = self.chain.reveal(self.task, rnd, self.chain.election_secret(self.task, rnd, 0))
+            tx = self.chain.reveal(self.task, rnd)
         except ContractRevert as exc:
             log.info("%s round %d: reveal not taken (%s)", self.name, rnd, exc)
             return
@@ -281,8 +292,10 @@ class Peer:
         # Updates not fetched by half the window are declared unavailable: a member that withholds
         # its bytes cannot push this leader past its deadline.
         fetch_deadline = time.time() + max(0.0, info.deadline - time.time()) / 2
+        record = self.round_record(rnd)
         try:
-            result = self.compute_aggregate(rnd, parent_sha, parent_cid, fetch_deadline=fetch_deadline)
+            result = self.compute_aggregate(rnd, parent_sha, parent_cid, fetch_deadline=fetch_deadline,
+                                            updates=record.updates)
         except NoValidUpdate as exc:
             # Nothing to publish: the attempt times out and the round eventually reopens, keeping
             # every update; valid ones may still arrive.
@@ -291,9 +304,9 @@ class Peer:
                          excluded=_excluded(exc.excluded))
             return
         self.behaviour.tamper(result, rnd, info.attempt, self.spec)
-        participants = self.chain.participants(self.task, rnd)
         unavailable = [u.member for u, why in result.excluded if why == "unavailable"]
-        included, withheld = bitmaps_for(participants, self.behaviour.included(result, rnd, info.attempt), unavailable)
+        included, withheld = bitmaps_for(record.participants, self.behaviour.included(result, rnd, info.attempt),
+                                         unavailable)
         t0 = time.perf_counter()
         cid = self.ipfs.add_file(result.path)  # stored and pinned by our own node
         t1 = time.perf_counter()
@@ -317,7 +330,8 @@ class Peer:
 
     def verify(self, rnd: int, info: RoundInfo, parent_sha: str, parent_cid: str) -> None:
         t0 = time.perf_counter()
-        published = self.published_inclusion(rnd, info)
+        record = self.round_record(rnd)
+        published = self.published_inclusion(record, info)
         if published == "missing":
             raise ChainError(f"the UpdatesIncluded event of round {rnd} attempt {info.attempt} is not visible yet")
         if published is None:
@@ -326,12 +340,12 @@ class Peer:
             self.chain.attest(self.task, rnd, info.attempt, False, "00" * 32)
             return
         participants, theirs_included, declared_unavailable = published
-        by_member = {u.member.lower(): u for u in self.round_updates(rnd)}
+        by_member = {u.member.lower(): u for u in record.updates}
         unavailable = {by_member[m.lower()].sha256 for m in declared_unavailable if m.lower() in by_member}
         fetch_deadline = time.time() + max(0.0, info.deadline - time.time()) / 2
         try:
             mine = self.compute_aggregate(rnd, parent_sha, parent_cid, unavailable=unavailable,
-                                          fetch_deadline=fetch_deadline)
+                                          fetch_deadline=fetch_deadline, updates=record.updates)
         except NoValidUpdate as exc:
             log.warning("%s round %d: verifier finds no valid update (%s)", self.name, rnd, exc)
             self.chain.attest(self.task, rnd, info.attempt, False, "00" * 32)  # nothing recomputed
@@ -381,22 +395,30 @@ class Peer:
 
     # ------------------------------------------------------- shared by both
 
-    def round_updates(self, rnd: int) -> list[UpdateRecord]:
-        """The updates of this round's participants as the chain holds them now (all epochs: a
-        reopened round keeps its updates; a member left out for not revealing is not a participant;
-        a member's latest update counts), in the order the participants submitted them."""
+    def round_record(self, rnd: int) -> RoundRecord:
+        """The round as the chain holds it now, in one read of the participants and one of the log:
+        its participants in submission order, their updates (all epochs: a reopened round keeps its
+        updates; a member left out for not revealing is not a participant; a member's latest update
+        counts) and the inclusion bitmaps its leaders published."""
         participants = self.chain.participants(self.task, rnd)
-        events = self.chain.events(from_block=self.from_block, names=["UpdateSubmitted"], task=self.task, round_=rnd)
-        latest = {e["member"].lower(): UpdateRecord(e["member"], e["cid"], e["sha256"], e["numSamples"]) for e in events}
-        return [latest[p.lower()] for p in participants if p.lower() in latest]
+        events = self.chain.events(from_block=self.from_block, names=["UpdateSubmitted", "UpdatesIncluded"],
+                                   task=self.task, round_=rnd)
+        latest = {e["member"].lower(): UpdateRecord(e["member"], e["cid"], e["sha256"], e["numSamples"])
+                  for e in events if e.name == "UpdateSubmitted"}
+        return RoundRecord(participants, [latest[p.lower()] for p in participants if p.lower() in latest],
+                           [e for e in events if e.name == "UpdatesIncluded"])
 
-    def published_inclusion(self, rnd: int, info: RoundInfo) -> tuple[list[str], list[str], list[str]] | str | None:
+    def round_updates(self, rnd: int) -> list[UpdateRecord]:
+        """The updates of this round's participants as the chain holds them now (`round_record`)."""
+        return self.round_record(rnd).updates
+
+    @staticmethod
+    def published_inclusion(record: RoundRecord, info: RoundInfo) -> tuple[list[str], list[str], list[str]] | str | None:
         """(participants, members in the aggregate, members declared unavailable) as the leader of
         the current attempt published them; None when the bitmaps do not hash to the chain's value,
         "missing" when the event is not visible (yet)."""
-        participants = self.chain.participants(self.task, rnd)
-        for ev in reversed(self.chain.events(from_block=self.from_block, names=["UpdatesIncluded"], task=self.task,
-                                             round_=rnd)):
+        participants = record.participants
+        for ev in reversed(record.inclusions):
             if ev["epoch"] != info.epoch or ev["attempt"] != info.attempt:
                 continue
             included, unavailable = bytes.fromhex(ev["included"]), bytes.fromhex(ev["unavailable"])
@@ -408,13 +430,15 @@ class Peer:
         return "missing"
 
     def compute_aggregate(self, rnd: int, parent_sha: str, parent_cid: str, *, unavailable: frozenset | set = frozenset(),
-                          fetch_deadline: float | None = None) -> AggregateResult:
+                          fetch_deadline: float | None = None,
+                          updates: list[UpdateRecord] | None = None) -> AggregateResult:
         """Fetch, check and aggregate every update of the round exactly as every other leader, verifier
         and auditor does (recompute.build_aggregate): the content decides, via ModelRejected codes.
 
         The list of updates is read afresh from the chain (never from the prefetch cache); every
         download starts at once on the fetch pool, and one already under way is joined."""
-        updates = self.round_updates(rnd)
+        if updates is None:
+            updates = self.round_updates(rnd)
         parent = self.downloads.get(parent_cid, parent_sha, self._model_path(parent_sha))
         pending = {u.sha256: self.downloads.get(u.cid, u.sha256, self._update_path(rnd, u.sha256), source=u.member)
                    for u in updates if u.sha256 not in unavailable}

@@ -7,7 +7,7 @@ them can drift from another. docs/protocol.md states the same rules for a third 
 """
 
 from .digest import initial_digest, next_digest
-from .election import commitment, coprime_step, derive_seed, election_order, verifiers_for, xor_secrets
+from .election import commitment, coprime_step, derive_seed, election_order, seed_start, verifiers_for, xor_secrets
 from .inclusion import bitmap, bitmaps_for, inclusion_hash, indices
 from .meta import global_meta, update_meta
 from .rules import MAX_CID_BYTES, MAX_PARTICIPANTS, MAX_RULE_PARAMS_BYTES, check_task_config
@@ -27,6 +27,7 @@ from .types import (
 __all__ = [
     "FAIL_OUTCOMES", "FailReason", "bitmap", "bitmaps_for", "commitment", "inclusion_hash", "indices", "xor_secrets", "MAX_CID_BYTES", "MAX_PARTICIPANTS", "MAX_RULE_PARAMS_BYTES", "MemberView",
     "Phase", "RoundInfo", "TaskConfig", "TaskState", "check_task_config", "coprime_step", "derive_seed",
+    "seed_start",
     "election_order", "global_meta", "initial_digest", "next_digest", "rule_from_bytes32", "rule_to_bytes32",
     "to_bytes32", "update_meta", "verifiers_for",
 ]

@@ -1,13 +1,14 @@
-"""The election: the secrets members commit to with their updates, the seed the contract draws
-from the secrets they reveal once the window has closed, and the candidate order (leader of each
-attempt, then its verifiers) that follows from it. Any member or auditor recomputes the election
-from the chain with these functions.
+"""The election: the secrets members commit to, the seed the contract draws from the secrets
+opened in a round, and the candidate order (leader of each attempt, then its verifiers) that
+follows from it. Any member or auditor recomputes the election from the chain with these functions.
 
-Commit-reveal: with its update a member submits `commitment(secret, member)`; after the window
-closes it reveals `secret`. The seed of a round's first epoch is keccak(abi.encode(XOR of the
-revealed secrets, task, round, 0, inputsDigest)): fixed only once every input is, unknown to every
-member until the last secret is out. A reopened round's epoch e draws keccak(abi.encode(XOR of the
-secrets, task, round, e)).
+Commit-reveal, one step ahead: every update (or reveal) carries `commitment(next_secret, member)`,
+and a member's next update opens it. A round's seed is therefore the XOR of secrets each fixed
+before the round opened: the last submitter knows the seed but can only choose whether to take
+part, never what it is. A round in which nobody had a commitment to open (round 1) has a reveal
+phase: once the window has closed, the participants reveal the secrets their updates committed to
+(each committing to a next one). The seed of epoch e is keccak(abi.encode(acc, task, round, e)),
+where acc starts at `seed_start(task, round, parent)` and every opened secret is XORed into it.
 """
 
 from __future__ import annotations
@@ -45,15 +46,16 @@ def xor_secrets(secrets: Sequence[str | bytes]) -> bytes:
     return acc.to_bytes(32, "big")
 
 
-def derive_seed(reveal_acc: str | bytes, task: int, round_: int, epoch: int, inputs_digest: str | bytes) -> str:
-    """Mirror of the seed FedLedger draws: for epoch 0, keccak(abi.encode(XOR of the revealed
-    secrets, task, round, 0, inputsDigest)); for a reopened round's epoch e > 0,
-    keccak(abi.encode(XOR of the secrets, task, round, e)). As hex."""
-    if epoch == 0:
-        data = abi_encode(["bytes32", "uint256", "uint256", "uint16", "bytes32"],
-                          [to_bytes32(reveal_acc), task, round_, epoch, to_bytes32(inputs_digest)])
-    else:
-        data = abi_encode(["bytes32", "uint256", "uint256", "uint16"], [to_bytes32(reveal_acc), task, round_, epoch])
+def seed_start(task: int, round_: int, parent: str | bytes) -> bytes:
+    """Mirror of FedLedger._openRound: the value the round's secret accumulator starts at,
+    keccak256(abi.encode(task, round, parent)) (the same as the inputs digest's start)."""
+    return keccak(abi_encode(["uint256", "uint256", "bytes32"], [task, round_, to_bytes32(parent)]))
+
+
+def derive_seed(acc: str | bytes, task: int, round_: int, epoch: int) -> str:
+    """Mirror of FedLedger._seedOf: keccak(abi.encode(acc, task, round, epoch)) as hex, where acc is
+    `seed_start` XOR every secret opened in the round so far."""
+    data = abi_encode(["bytes32", "uint256", "uint256", "uint16"], [to_bytes32(acc), task, round_, epoch])
     return keccak(data).hex()
 
 
