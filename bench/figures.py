@@ -318,6 +318,9 @@ def faults_block(results: Path) -> str:
          "`tests/test_faults.py`"],
         ["node process killed and restarted (`--restart-org`)", "it re-derives the protocol state from the chain and "
          "rejoins", "`tests/test_e2e.py`"],
+        ["node killed after submitting, while leading, while verifying (`--restart-role`)", "it derives its election "
+         "secret again from its key and finishes leading or verifying its own attempt; nothing is lost",
+         "`tests/test_federations.py`"],
         ["chain node restarted from its state file (`--restart-chain-at`), IPFS node restarted (`--restart-ipfs`)",
          "nodes log, wait and retry; the final audit verifies", "`tests/test_faults.py`"],
         ["random calls from non-members and from members in the wrong phase", "each reverts with a named custom "

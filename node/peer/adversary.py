@@ -52,6 +52,8 @@ class Adversary(Behaviour):
     malformed: str | None = None  # a key of MALFORMED_KINDS, or "cycle" (a different kind each round)
     byzantine_leader_rounds: list[int] = field(default_factory=list)  # publish a wrong aggregate (attempt 0)
     hold_before_publish_rounds: list[int] = field(default_factory=list)  # elected at attempt 0: stall (to be killed)
+    hold_before_attest_rounds: list[int] = field(default_factory=list)  # verifier of attempt 0: stall (to be killed)
+    byzantine_shift: float = 0.05  # what a byzantine leader adds to every weight
     claim_samples: int | None = None  # claim this many samples, whatever it trained on
     withhold: bool = False  # submit the hash of an update whose bytes nobody can fetch
     always_agree: bool = False  # as a verifier, agree with whatever the leader published
@@ -74,6 +76,7 @@ class Adversary(Behaviour):
     @property
     def active(self) -> bool:
         return bool(self.attack or self.malformed or self.byzantine_leader_rounds or self.hold_before_publish_rounds
+                    or self.hold_before_attest_rounds
                     or self.claim_samples or self.withhold or self.always_agree or self.drop_update_rounds)
 
     def malformed_kind(self, rnd: int) -> str | None:
@@ -146,10 +149,18 @@ class Adversary(Behaviour):
             return False
         return True
 
+    def attests(self, rnd: int, attempt: int, deadline: float) -> bool:
+        if rnd in self.hold_before_attest_rounds and attempt == 0:
+            log.warning("round %d: verifier, stalling before attesting (fault injection)", rnd)
+            time.sleep(max(0.0, deadline - time.time()) + 5)
+            return False
+        return True
+
     def tamper(self, result, rnd: int, attempt: int, spec) -> None:
         if rnd in self.byzantine_leader_rounds and attempt == 0:
             tensors, meta = read_model(result.path, result.sha256, spec)
-            cheat = {k: (np.asarray(v) + np.asarray(0.05, dtype=v.dtype)).astype(v.dtype) for k, v in tensors.items()}
+            shift = self.byzantine_shift
+            cheat = {k: (np.asarray(v) + np.asarray(shift, dtype=v.dtype)).astype(v.dtype) for k, v in tensors.items()}
             result.sha256 = write_model_file(result.path, cheat, meta)
             log.warning("round %d: ADVERSARY leader publishes a wrong aggregate", rnd)
 

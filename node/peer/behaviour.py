@@ -48,6 +48,10 @@ class Behaviour:
         """Whether this member, elected leader, publishes an aggregate at all."""
         return True
 
+    def attests(self, rnd: int, attempt: int, deadline: float) -> bool:
+        """Whether this member, a verifier, attests at all."""
+        return True
+
     def tamper(self, result: Any, rnd: int, attempt: int, spec: Any) -> None:
         """Change the aggregate about to be published (`result.path`, `result.sha256`) in place."""
 

@@ -377,6 +377,9 @@ class Peer:
             except StorageError as exc:
                 agree, reason = False, f"published aggregate unusable: {exc}"
         t1 = time.perf_counter()
+        if not self.behaviour.attests(rnd, info.attempt, info.deadline):
+            self._record(round=rnd, event="stalled", attempt=info.attempt, epoch=info.epoch)
+            return
         try:
             # An agreement names the aggregate it agrees with; a disagreement, what this verifier computed.
             agree = self.behaviour.verdict(agree)

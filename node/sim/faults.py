@@ -6,34 +6,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import InputError
 from ..peer.adversary import Adversary
+from ..peer.config import NodeConfig
 from ..protocol.types import Phase
 from ..storage.daemon import connect_all
 from .nodes import spawn_node
-from .options import SimOptions
-
-
-def parse_fault(spec: str | None, names: list[str]) -> tuple[str, int] | None:
-    if not spec:
-        return None
-    name, _, rnd = spec.partition("@")
-    if name not in names or not rnd.isdigit():
-        raise InputError(f"fault {spec!r}: expected NAME@ROUND with NAME one of {', '.join(names)}")
-    return name, int(rnd)
-
-
-def parse_rounds(spec: str | None, rounds: int) -> list[int]:
-    if not spec:
-        return []
-    if spec == "all":
-        return list(range(1, rounds + 1))
-    try:
-        return [int(x) for x in spec.split(",")]
-    except ValueError:
-        raise InputError(f"rounds {spec!r}: expected 'all' or a comma-separated list like 2,4") from None
+from .options import SimOptions, parse_fault, parse_roles, parse_rounds
 
 
 def plan_adversaries(opts: SimOptions, names: list[str]) -> dict[str, dict]:
@@ -48,12 +29,21 @@ def plan_adversaries(opts: SimOptions, names: list[str]) -> dict[str, dict]:
         for name in names[-opts.attackers:]:
             plan.setdefault(name, {}).update(entry)
     byz = parse_rounds(opts.byzantine_leader_at, opts.rounds)
+    roles = parse_roles(opts.restart_role, opts.rounds)
+    # Whoever is elected holds at the role point until the injector kills it (the restarted node
+    # runs without the hold).
     hold = [opts.kill_leader_at] if opts.kill_leader_at else []
+    hold += [r for role, r in roles if role == "leader"]
+    hold_attest = [r for role, r in roles if role == "verifier"]
     for name in names:
         if byz:
             plan.setdefault(name, {})["byzantine_leader_rounds"] = byz
+            if opts.byzantine_shift != 0.05:
+                plan[name]["byzantine_shift"] = opts.byzantine_shift
         if hold:
-            plan.setdefault(name, {})["hold_before_publish_rounds"] = hold
+            plan.setdefault(name, {})["hold_before_publish_rounds"] = sorted(set(hold))
+        if hold_attest:
+            plan.setdefault(name, {})["hold_before_attest_rounds"] = hold_attest
     return plan
 
 
@@ -61,14 +51,16 @@ class FaultInjector:
     """Applies the requested faults to real processes as the chain reaches the given rounds."""
 
     def __init__(self, opts: SimOptions, names, members, procs, anvil, daemon_of: dict, out: Path, password: str,
-                 say: Callable[[str], None], faults: list[dict]):
+                 say: Callable[[str], None], faults: list[dict], chain: Any = None, task: int = 0):
         self.opts, self.names, self.procs, self.anvil, self.out = opts, names, procs, anvil, out
         self.daemons = dict(daemon_of)  # organisation name -> its IPFS daemon
         self.name_of = dict(zip(members, names))
         self.password, self.say, self.faults = password, say, faults
-        self.restart = parse_fault(opts.restart_org, names)
-        self.drop = parse_fault(opts.drop_org, names)
-        self.ipfs = parse_fault(opts.restart_ipfs, names)
+        self.chain, self.task = chain, task  # a ChainClient reading the task (role points)
+        self.restart = parse_fault(opts.restart_org, names, opts.rounds)
+        self.drop = parse_fault(opts.drop_org, names, opts.rounds)
+        self.ipfs = parse_fault(opts.restart_ipfs, names, opts.rounds)
+        self.roles = parse_roles(opts.restart_role, opts.rounds)
         self.kill_leader_at = opts.kill_leader_at
         self.chain_at = opts.restart_chain_at
         self.killed_leader: dict | None = None
@@ -77,12 +69,47 @@ class FaultInjector:
         self.procs[name].kill()
         self.procs[name].wait()
 
+    def _respawn_without(self, name: str, hold: str) -> None:
+        """Restart `name`'s node with the `hold` of its [adversary] section removed: it was held at a
+        role point only to be killed there."""
+        path = self.out / "orgs" / name / "node.toml"
+        cfg = NodeConfig.load(path)
+        cfg.adversary.pop(hold, None)
+        path.write_text(cfg.to_toml())
+        self._respawn(name)
+
+    def _restart_at_role(self, role: str, rnd: int, info) -> bool:
+        """Kill and restart the node(s) at `role`'s point of round `rnd` if the round is there now."""
+        if role == "submitter":
+            if info.count == 0:
+                return False
+            victims = [self.name_of[self.chain.participants(self.task, rnd)[0]]]
+            hold = ""
+        elif role == "leader":
+            if info.phase != Phase.AGGREGATION or info.attempt != 0 or not info.leader:
+                return False
+            victims, hold = [self.name_of[info.leader]], "hold_before_publish_rounds"
+        else:
+            if info.phase != Phase.VERIFICATION or info.attempt != 0:
+                return False
+            victims = [self.name_of[v] for v in self.chain.verifiers_of(self.task, rnd, 0)]
+            hold = "hold_before_attest_rounds"
+        for name in victims:
+            self._kill(name)
+            self._respawn_without(name, hold)
+            self.say(f"fault: killed {name}'s node process (SIGKILL) as the round {rnd} {role}; restarted it")
+            self.faults.append({"round": rnd, "fault": "restart_role", "role": role, "org": name, "time": time.time()})
+        return True
+
     def _respawn(self, name: str) -> None:
         self.procs[name] = spawn_node(self.out / "orgs" / name / "node.toml", self.out / "orgs" / name / "node.log",
                                       self.password)
 
     def step(self, state, info) -> None:
         rnd = state.current_round
+        for role, at in list(self.roles):
+            if at == rnd and info is not None and self._restart_at_role(role, rnd, info):
+                self.roles.remove((role, at))
         if self.restart and rnd == self.restart[1]:
             name = self.restart[0]
             self._kill(name)

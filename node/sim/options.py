@@ -20,6 +20,8 @@ from ..errors import InputError
 from ..training.workloads import WORKLOADS
 
 FAULTS = "Faults and attacks"
+#: The points of a round at which `--restart-role` kills a node.
+ROLES = ("submitter", "leader", "verifier")
 
 
 def _opt(default: Any, help: str, *, flags: tuple[str, ...] | None = None, panel: str | None = None,
@@ -73,6 +75,14 @@ class SimOptions:
                                               "its state file.", panel=FAULTS, lo=1)
     restart_ipfs: str | None = _opt(None, "Fault: restart NAME's IPFS node when round ROUND opens, e.g. org1@2.",
                                     panel=FAULTS)
+    restart_role: str | None = _opt(None, "Fault: SIGKILL a node at a point of its role in round ROUND and restart it "
+                                          "at once: submitter@ROUND (once its update is on chain), leader@ROUND "
+                                          "(elected, before it publishes), verifier@ROUND (every verifier of the first "
+                                          "attempt, before it attests); comma-separate several, e.g. leader@2,"
+                                          "verifier@3.", panel=FAULTS)
+    byzantine_shift: float = _opt(0.05, "Attack: what a byzantine leader (--byzantine-leader-at) adds to every weight; "
+                                        "small values probe the tolerance of rules verified within one.",
+                                  panel=FAULTS, lo=0)
     #: Local training settings given (TrainingConfig's names); the others are the workload's defaults.
     training: dict[str, Any] = field(default_factory=dict, metadata={"cli": False})
 
@@ -94,8 +104,9 @@ class SimOptions:
             raise InputError(f"--rule {self.rule!r} is not a rule: {', '.join(RULES)}")
         from fedledger.aggregation.registry import encode_params
 
+        params = self.rule_params_dict()
         try:
-            encode_params(self.rule, self.rule_params_dict())
+            encode_params(self.rule, params)
         except ValueError as exc:
             raise InputError(f"--rule-params: {exc}") from exc
         if self.verifiers_per_round >= self.orgs:
@@ -108,6 +119,16 @@ class SimOptions:
 
         parse_scheme(self.partition)
         self.resolved_training()
+        names = self.names
+        for flag in ("restart_org", "drop_org", "restart_ipfs"):
+            parse_fault(getattr(self, flag), names, self.rounds, flag)
+        parse_rounds(self.byzantine_leader_at, self.rounds)
+        parse_roles(self.restart_role, self.rounds)
+
+    @property
+    def names(self) -> list[str]:
+        """The organisations' names: org1 .. orgN."""
+        return [f"org{i + 1}" for i in range(self.orgs)]
 
     @property
     def verifiers_per_round(self) -> int:
@@ -138,3 +159,42 @@ class SimOptions:
         """The TrainingConfig every node runs: the workload's defaults, the settings given, the seed."""
         base = WORKLOADS[self.workload].default_config
         return base.overridden({**self.training, "seed": self.seed})
+
+
+def _round_of(spec: str, text: str, rounds: int, flag: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= rounds:
+        raise InputError(f"--{flag.replace('_', '-')} {spec!r}: the round must be 1 to --rounds ({rounds})")
+    return int(text)
+
+
+def parse_fault(spec: str | None, names: list[str], rounds: int, flag: str = "fault") -> tuple[str, int] | None:
+    """NAME@ROUND, NAME one of `names`: (name, round), or None for no fault."""
+    if not spec:
+        return None
+    name, at, rnd = spec.partition("@")
+    if name not in names or not at:
+        raise InputError(f"--{flag.replace('_', '-')} {spec!r}: expected NAME@ROUND with NAME one of "
+                         f"{names[0]}..{names[-1]}")
+    return name, _round_of(spec, rnd, rounds, flag)
+
+
+def parse_rounds(spec: str | None, rounds: int) -> list[int]:
+    """'all' or a comma-separated list of rounds."""
+    if not spec:
+        return []
+    if spec == "all":
+        return list(range(1, rounds + 1))
+    return [_round_of(spec, x.strip(), rounds, "byzantine_leader_at") for x in spec.split(",")]
+
+
+def parse_roles(spec: str | None, rounds: int) -> list[tuple[str, int]]:
+    """ROLE@ROUND[,ROLE@ROUND...] with ROLE one of `ROLES`: [(role, round), ...]."""
+    out = []
+    for part in (spec or "").split(","):
+        if not part.strip():
+            continue
+        role, at, rnd = part.strip().partition("@")
+        if role not in ROLES or not at:
+            raise InputError(f"--restart-role {part!r}: expected ROLE@ROUND with ROLE one of {', '.join(ROLES)}")
+        out.append((role, _round_of(part, rnd, rounds, "restart_role")))
+    return out

@@ -63,7 +63,7 @@ def _run_sim(opts: SimOptions, say: Callable[[str], None]) -> dict:
     (out / "sim.json").write_text(json.dumps(asdict(opts), indent=2) + "\n")
     workload = get_workload(opts.workload)
     training = opts.resolved_training()
-    names = [f"org{i + 1}" for i in range(opts.orgs)]
+    names = opts.names
     password = secrets.token_urlsafe(16)  # lives in the children's environment only
 
     anvil = AnvilNode(run_dir=out)
@@ -137,7 +137,8 @@ def _run_sim(opts: SimOptions, say: Callable[[str], None]) -> dict:
         say(f"started {opts.orgs} node processes (logs in {out / 'orgs'}/*/node.log)")
 
         faults: list[dict] = [{"fault": "adversary", "org": n, **a} for n, a in adversaries.items()]
-        injector = FaultInjector(opts, names, members, procs, anvil, daemon_of, out, password, say, faults)
+        injector = FaultInjector(opts, names, members, procs, anvil, daemon_of, out, password, say, faults,
+                                 chain=admin, task=task_id)
         finalized_at = watch(admin, task_id, opts, procs, say, injector)
         # Each node exits by itself once the task completed; its exit code goes into the report
         # (None: still running 30 s later, then stopped). A node killed on purpose keeps its -9.
