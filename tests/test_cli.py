@@ -29,7 +29,7 @@ COMMANDS = {
     "node", "node run",
     "keys", "keys new", "keys import", "keys list", "keys address",
     "member", "member add", "member fund", "member remove", "member list",
-    "task", "task create", "task list", "task show",
+    "task", "task create", "task list", "task show", "task pull",
     "ipfs", "ipfs init", "ipfs up", "ipfs addr", "ipfs down", "ipfs status",
 }
 
@@ -38,7 +38,7 @@ JSON_COMMANDS = {
     "deploy", "status", "audit", "init", "devnet up", "devnet status",
     "keys new", "keys import", "keys list", "keys address",
     "member add", "member fund", "member remove", "member list",
-    "task create", "task list", "task show",
+    "task create", "task list", "task show", "task pull",
     "ipfs init", "ipfs up", "ipfs down", "ipfs status",
 }
 
@@ -174,6 +174,7 @@ def test_every_json_command_prints_one_json_object_offline(tmp_path):
         "task create": (["task", "create", "--deployment", missing], EXIT_INPUT),
         "task list": (["task", "list", "--deployment", missing], EXIT_INPUT),
         "task show": (["task", "show", "0", "--deployment", missing], EXIT_INPUT),
+        "task pull": (["task", "pull", "0", "--out", tmp_path / "m.safetensors", "--deployment", missing], EXIT_INPUT),
     }
     # `audit --json` prints a lineage, which needs a chain and an IPFS node: see the test below.
     assert set(runs) == JSON_COMMANDS - {"audit"}
@@ -300,3 +301,55 @@ def test_audit_json_of_a_live_contract_parses_and_an_unreachable_chain_exits_3(l
     down = fedledger("audit", "--rpc", closed_port_url(), "--contract", ledger.address, "--ipfs", ipfs_node.api_url,
                      "--quiet")
     assert down.returncode == EXIT_UNREACHABLE, down.stderr
+
+
+WRONG_MODEL = """
+import fedledger
+from fedledger.node.training.workloads import load_digits_data
+
+
+def model():
+    from torch import nn
+
+    class Narrow(nn.Module):  # the digits MLP with 32 hidden units where the task has 64
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(64, 32), nn.Linear(32, 10)
+
+        def forward(self, x):
+            return self.fc2(self.fc1(x).relu())
+
+    return Narrow()
+
+
+workload = fedledger.TorchWorkload(name="narrow", model_fn=model, load_data=load_digits_data)
+"""
+
+
+@pytest.mark.chain
+@pytest.mark.ipfs
+def test_a_node_whose_own_workload_does_not_build_the_tasks_model_refuses_to_start_naming_the_tensors(
+        ledger, ipfs_node, chain_files, tmp_path):
+    dep, (admin_ks, member_ks) = chain_files
+    ledger.admin.add_member(ledger.accounts[1].address, "org1")
+    created = fedledger("task", "create", "--workload", "digits-mlp", "--verifiers", "0", "--rounds", "1",
+                        "--deployment", dep, "--keystore", admin_ks, "--password", f"env:{PW_ENV}",
+                        "--ipfs-api", ipfs_node.api_url, "--out", tmp_path / "tasks", "--json")
+    assert created.returncode == EXIT_OK, created.stderr
+    org = tmp_path / "org1"
+    org.mkdir()
+    (org / "narrow.py").write_text(WRONG_MODEL)
+    common = ["--dir", org, "--deployment", dep, "--keystore", member_ks, "--password", f"env:{PW_ENV}",
+              "--ipfs-api", ipfs_node.api_url, "--rpc", ledger.rpc_url, "--task", "0"]
+    missing = fedledger("init", "org1", *common, "--workload", "nosuch:workload")
+    assert missing.returncode == EXIT_INPUT and "no module 'nosuch'" in missing.stderr, missing.stderr
+    sliced = fedledger("init", "org1", *common, "--workload", "narrow:workload", "--num-orgs", "2")
+    assert sliced.returncode == EXIT_INPUT and "--num-orgs" in sliced.stderr, sliced.stderr
+    written = fedledger("init", "org1", *common, "--workload", "narrow:workload")
+    assert written.returncode == EXIT_OK, written.stderr
+    run = fedledger("node", "run", "--config", org / "node.toml", timeout=120)
+    assert run.returncode == EXIT_INPUT, run.stderr
+    assert "workload 'narrow:workload' does not build the model task 0 trains" in run.stderr
+    assert "fc1.weight: shape [32, 64] float32, expected [64, 64] float32" in run.stderr
+    assert "fc2.weight: shape [10, 32] float32, expected [10, 64] float32" in run.stderr
+    assert not ledger.admin.has_submitted(0, 1, ledger.accounts[1].address)  # nothing was sent

@@ -34,10 +34,13 @@ def init(
     password: str = typer.Option("prompt", "--password", help="Where `node run` gets the keystore password: prompt, "
                                                               "env:VARIABLE or file:PATH."),
     task: int = typer.Option(0, "--task", min=0, help="The task id to take part in (`fedledger task list`)."),
-    workload: str = typer.Option(defaults.WORKLOAD, "--workload", help="The model and data you train: "
-                                                                      f"{', '.join(WORKLOADS)}."),
+    workload: str = typer.Option(defaults.WORKLOAD, "--workload", help="The model and data you train: a built-in "
+                                 f"one ({', '.join(WORKLOADS)}) or your own, MODULE:ATTRIBUTE (docs/workloads.md)."),
+    workload_path: Optional[Path] = typer.Option(None, "--workload-path", help="Where your workload's module is "
+                                                 "(default: DIR, beside the config)."),
     builtin: Optional[str] = typer.Option(None, "--builtin", hidden=True, help="Deprecated: --workload."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data path, for workloads that read files (cifar10-cnn)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Your data: the path your workload's load_data reads "
+                                                            "(built-in: only cifar10-cnn reads files)."),
     partition: str = typer.Option(defaults.PARTITION, "--partition", help="Your share of the built-in data: iid, "
                                                                           "dirichlet:ALPHA, shards:K, skew:DEF."),
     org_index: int = typer.Option(0, "--org-index", min=0, help="Which share is yours: 0 .. num-orgs-1."),
@@ -68,7 +71,8 @@ def init(
                                     ipfs_repo=ipfs_repo, keystore=keystore, password=password, task=task,
                                     workload=workload, data=data, partition=partition, org_index=org_index,
                                     num_orgs=num_orgs, partition_seed=partition_seed,
-                                    training=pick(TrainingConfig, training), gateways=gateway, force=force)
+                                    training=pick(TrainingConfig, training), gateways=gateway, force=force,
+                                    workload_path=workload_path)
         for w in written.warnings:
             warn(w)
         emit(as_json, {"ok": True, **written.summary},

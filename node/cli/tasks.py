@@ -36,11 +36,13 @@ task_app = typer.Typer(help="Federated training tasks: create one (admin), list 
 @task_app.command("create", epilog=EXIT_CODES_HELP)
 @reflow
 def task_create(
-    workload: Optional[str] = typer.Option(None, "--workload", help="Built-in workload whose model the members train "
-                                           f"({', '.join(WORKLOADS)}). Alone: the genesis model is its initial "
-                                           "weights for --seed."),
+    workload: Optional[str] = typer.Option(None, "--workload", help="The workload whose model the members train: "
+                                           f"built-in ({', '.join(WORKLOADS)}) or yours, MODULE:ATTRIBUTE. Alone: the "
+                                           "genesis model is its initial weights for --seed."),
+    workload_path: Optional[Path] = typer.Option(None, "--workload-path", help="Where your workload's module is "
+                                                 "(default: the working directory)."),
     builtin: Optional[str] = typer.Option(None, "--builtin", hidden=True, help="Deprecated: --workload."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the built-in genesis model."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the workload's genesis model."),
     genesis: Optional[Path] = typer.Option(None, "--genesis", help="A safetensors file to start from instead. It is "
                                                                    "validated (dtypes, finite values, and the --workload "
                                                                    "model's names and shapes when given)."),
@@ -69,8 +71,9 @@ def task_create(
                                     help="The most training samples one update may claim (its weight); the chain "
                                          f"refuses more (at most {defaults.MAX_SAMPLES})."),
     reveal_window: int = typer.Option(defaults.REVEAL_WINDOW, "--reveal-window", min=1,
-                                      help="Seconds the participants of a closed round have to reveal the secrets "
-                                           "that seed its election; who does not reveal is left out of the round."),
+                                      help="Seconds the participants of round 1 (where nobody has a secret to open "
+                                           "yet) have to reveal the secrets that seed its election; who does not "
+                                           "reveal is left out of the round."),
     ipfs_api: Optional[str] = typer.Option(None, "--ipfs-api", help="YOUR IPFS node's RPC API: the genesis model and "
                                                                     "spec are added and pinned there (default: from "
                                                                     f"--config, else {defaults.IPFS_API})."),
@@ -87,7 +90,8 @@ def task_create(
     add it and its ModelSpec JSON to your IPFS node (pinned: keep that node up, the members fetch
     both from it), then createTask on chain, which opens round 1 at once.
 
-    The members must run nodes whose --workload has the same model; `fedledger init --task ID`
+    The members must run nodes whose workload builds the same model (a node whose model differs
+    refuses to start and names the tensors); `fedledger init --task ID`
     points their node at the new task. The chain refuses (exit 4) a caller that is not the admin
     (NotAdmin) and inconsistent settings (InvalidArgument)."""
     if builtin is not None:
@@ -102,7 +106,7 @@ def task_create(
         if workload is None and genesis is None:
             raise InputError("give --workload NAME (its initial model for --seed) or --genesis FILE.safetensors")
         params = parse_rule_params(rule_params)
-        tensors = genesis_weights(workload, seed, genesis)
+        tensors = genesis_weights(workload, seed, genesis, workload_path)
         cfg = NodeConfig.load(config) if config is not None else None
         ipfs = IpfsClient(ipfs_api_of(ipfs_api, ipfs_repo) or (cfg.ipfs.api_url if cfg else defaults.IPFS_API),
                           timeout=60)
@@ -210,6 +214,38 @@ def task_show(
             lines.append(f"round {r['round']}: {r['sha256'][:16]} <- {r['parent'][:16]}  leader {r['leader']}, "
                          f"{len(r['updates'])} updates ({', '.join(u['member'] for u in r['updates'])})")
         emit(as_json, data, lines)
+
+
+@task_app.command("pull", epilog=EXIT_CODES_HELP)
+@reflow
+def task_pull(
+    task: int = typer.Argument(..., min=0, help="The task id."),
+    out: Path = typer.Option(..., "--out", help="Where to write the model (safetensors)."),
+    round_: Optional[int] = typer.Option(None, "--round", min=0, help="Whose global model: a finalized round, 0 for "
+                                         "the genesis (default: the latest)."),
+    ipfs_api: Optional[str] = typer.Option(None, "--ipfs-api", help="Your IPFS node's RPC API (default: from --config, "
+                                                                    f"else {defaults.IPFS_API})."),
+    ipfs_repo: Optional[Path] = typer.Option(None, "--ipfs-repo", help="Take the API URL from this dev IPFS node's "
+                                                                       "repo."),
+    deployment: Optional[Path] = deployment_opt(), rpc: Optional[str] = rpc_opt(), poa: Optional[bool] = poa_opt(),
+    config: Optional[Path] = config_opt(), as_json: bool = json_opt(),
+) -> None:
+    """Fetch a task's global model through your IPFS node and write it to --out, only if its
+    sha256 is the one the chain recorded (exit 5 otherwise, nothing written). Needs no key."""
+    with reporting(as_json):
+        from ..ops.access import chain_access, ipfs_api_of
+        from ..ops.tasks import pull_model
+        from ..peer.config import NodeConfig
+        from ..storage.ipfs import IpfsClient
+
+        cfg = NodeConfig.load(config) if config is not None else None
+        acc = chain_access(deployment=deployment, rpc=rpc, poa=poa, config=config)
+        api = ipfs_api_of(ipfs_api, ipfs_repo) or (cfg.ipfs.api_url if cfg else defaults.IPFS_API)
+        with IpfsClient(api, timeout=60) as ipfs:
+            got = pull_model(acc.client, ipfs, task, out, round_, from_block=acc.deployment.block)
+        emit(as_json, {"ok": True, **got},
+             [f"wrote {got['file']}: task {task} round {got['round']} global model, {got['bytes']:,} bytes, sha256 "
+              f"{got['sha256']} (as the chain recorded)"])
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ from ..chain.deployment import Deployment
 from ..errors import InputError
 from ..peer.config import Chain, Ipfs, Keystore, NodeConfig, Organisation, Task, WorkloadSettings, parse_gateways
 from ..training.partition import parse_scheme
+from ..training.api import load_workload
 from ..training.workloads import get_workload
 from .access import check_password_source, ipfs_api_of, parse_address, password_file_warning
 
@@ -30,13 +31,23 @@ def write_node_config(org: str, *, dir: Optional[Path], deployment: Optional[Pat
                       ipfs_api: Optional[str], ipfs_repo: Optional[Path], keystore: Optional[Path], password: str,
                       task: int, workload: str, data: Optional[str], partition: str, org_index: int, num_orgs: int,
                       partition_seed: int, training: Mapping[str, Any], gateways: list[str] | None,
-                      force: bool) -> WrittenConfig:
+                      force: bool, workload_path: Optional[Path] = None) -> WrittenConfig:
     """Check an organisation's settings and write DIR/node.toml (DIR defaults to ./ORG).
-    `training` holds the training options the operator gave (None: the workload's default)."""
+    `workload` is a built-in name or the organisation's own MODULE:ATTRIBUTE (imported now, from
+    `workload_path` or DIR, to check it). `training` holds the training options the operator gave
+    (None: the workload's default)."""
     warnings: list[str] = []
     if not org or len(org.encode()) > 64:
         raise InputError("the organisation name must be 1-64 bytes")
-    spec = get_workload(workload)
+    base = (dir or Path(org)).expanduser()
+    own = ":" in workload
+    if own:
+        if org_index != 0 or num_orgs != 1:
+            raise InputError("--org-index and --num-orgs slice a built-in data set (a simulation); your own workload "
+                             "reads your own data (--data)")
+        spec = load_workload(workload, [workload_path or base])
+    else:
+        spec = get_workload(workload)
     parse_scheme(partition)
     if org_index >= num_orgs:
         raise InputError(f"--org-index {org_index} must be below --num-orgs {num_orgs}")
@@ -49,7 +60,6 @@ def write_node_config(org: str, *, dir: Optional[Path], deployment: Optional[Pat
     if spec.needs_data_path and not data:
         warnings.append(f"{workload} needs --data (its data files); add `data = ...` under [workload] before "
                         "`node run`")
-    base = (dir or Path(org)).expanduser()
     cfg_path = base / "node.toml"
     if cfg_path.exists() and not force:
         raise InputError(f"{cfg_path} exists; pass --force to overwrite it")
@@ -92,8 +102,10 @@ def write_node_config(org: str, *, dir: Optional[Path], deployment: Optional[Pat
         ipfs=Ipfs(api_url=api, gateways=gateway_table),
         keystore=Keystore(path=rel(ks), password=password),
         task=Task(id=task),
-        workload=WorkloadSettings(builtin=workload, data=data, partition=partition, org_index=org_index,
-                                  num_orgs=num_orgs, partition_seed=partition_seed),
+        workload=(WorkloadSettings(builtin=None, object=workload, data=data,
+                                   path=rel(workload_path.expanduser()) if workload_path else None) if own else
+                  WorkloadSettings(builtin=workload, data=data, partition=partition, org_index=org_index,
+                                   num_orgs=num_orgs, partition_seed=partition_seed)),
         training=settings,
     )
     cfg_path.write_text(cfg.to_toml())

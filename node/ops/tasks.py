@@ -1,10 +1,11 @@
-"""Tasks as an operator creates and reads them: the genesis model (a built-in workload's initial
-weights, or a user's safetensors file, validated), the plan of what the task fixes on chain,
-creating it (genesis and model spec to IPFS, then createTask), and a task's state and lineage as
-the chain's events give them."""
+"""Tasks as an operator creates and reads them: the genesis model (a workload's initial weights,
+or a user's safetensors file, validated), the plan of what the task fixes on chain, creating it
+(genesis and model spec to IPFS, then createTask), a task's state and lineage as the chain's
+events give them, and any of its global models, hash-checked (`pull_model`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,20 +19,21 @@ from fedledger.aggregation.registry import decode_params, encode_params, get_rul
 
 from .. import defaults
 from ..chain.client import ChainClient
-from ..errors import InputError
+from ..errors import InputError, VerificationFailed
 from ..protocol.rules import check_task_config
 from ..protocol.types import FailReason, TaskConfig
 from ..storage.ipfs import IpfsClient
 from ..storage.modelfile import DTYPES, ModelSpec, write_model_file
-from ..training.workloads import get_workload
+from ..training.api import tensor_differences
+from ..training.workloads import resolve_workload
 from .access import name_of
 
 
-def load_genesis_file(path: Path, builtin: str | None = None) -> dict[str, Any]:
+def load_genesis_file(path: Path, workload: str | None = None, workload_path: Path | None = None) -> dict[str, Any]:
     """The tensors of a user's safetensors file, validated as a genesis model: readable without
     executing anything, every dtype one the model format supports, every value finite, tensor
-    names valid, and (given `builtin`) exactly the names, shapes and dtypes that built-in workload's
-    model has, so every member's trainer can load it."""
+    names valid, and (given `workload`, built-in or MODULE:ATTRIBUTE) exactly the names, shapes and
+    dtypes that workload's model has, so every member's trainer can load it."""
     path = Path(path).expanduser()
     try:
         data = path.read_bytes()
@@ -59,26 +61,29 @@ def load_genesis_file(path: Path, builtin: str | None = None) -> dict[str, Any]:
         spec = ModelSpec.from_tensors(tensors)
     except ValueError as exc:
         raise InputError(f"{path}: {exc}") from exc
-    if builtin is not None:
-        want = ModelSpec.from_tensors(get_workload(builtin).genesis_weights(0)).tensors
-        problems = [f"missing {n}" for n in sorted(set(want) - set(spec.tensors))]
-        problems += [f"unexpected {n}" for n in sorted(set(spec.tensors) - set(want))]
-        problems += [f"{n}: shape {list(spec.tensors[n].shape)} dtype {spec.tensors[n].dtype}, the {builtin} model has "
-                     f"shape {list(want[n].shape)} dtype {want[n].dtype}"
-                     for n in sorted(set(want) & set(spec.tensors)) if spec.tensors[n] != want[n]]
+    if workload is not None:
+        want = resolve_workload(workload, [workload_path or Path.cwd()]).initial_weights(0)
+        problems = tensor_differences(spec.tensors, ModelSpec.from_tensors(want).tensors)
         if problems:
-            raise InputError(f"{path} does not fit the {builtin} model the members train: " + "; ".join(problems))
+            raise InputError(f"{path} does not fit the {workload} model the members train: " + "; ".join(problems))
     return tensors
 
 
-def genesis_weights(builtin: str | None, seed: int, genesis_file: Path | None) -> dict[str, Any]:
-    """The genesis model: a built-in workload's initial weights for `seed`, or a user's file."""
+def genesis_weights(workload: str | None, seed: int, genesis_file: Path | None,
+                    workload_path: Path | None = None) -> dict[str, Any]:
+    """The genesis model: a workload's initial weights for `seed` (built-in, or the user's
+    MODULE:ATTRIBUTE imported from `workload_path`, default the working directory), or a file."""
     if genesis_file is not None:
-        return load_genesis_file(genesis_file, builtin)
-    if builtin is None:
-        raise InputError("give --workload NAME (the built-in workload's initial model for --seed) or --genesis "
+        return load_genesis_file(genesis_file, workload, workload_path)
+    if workload is None:
+        raise InputError("give --workload NAME or MODULE:ATTRIBUTE (its initial model for --seed) or --genesis "
                          "FILE.safetensors")
-    return dict(get_workload(builtin).genesis_weights(seed))
+    tensors = dict(resolve_workload(workload, [workload_path or Path.cwd()]).initial_weights(seed))
+    try:
+        ModelSpec.from_tensors(tensors)
+    except ValueError as exc:
+        raise InputError(f"workload {workload!r}: its initial model is not one the model format takes: {exc}") from exc
+    return tensors
 
 
 @dataclass
@@ -208,7 +213,35 @@ def task_lineage(client: ChainClient, task: int, from_block: int,
 
 #: `task show` names a failed attempt's reason as the contract's enum does.
 _FAILURE_WORDS = {FailReason.LEADER_TIMEOUT: "leader_timeout", FailReason.REJECTED: "rejected",
-                  FailReason.UNVERIFIED: "unverified"}
+                  FailReason.UNVERIFIED: "unverified", FailReason.DISPUTED: "disputed"}
+
+
+def pull_model(client: ChainClient, ipfs: IpfsClient, task: int, out: Path, round_: int | None = None,
+               from_block: int = 0, timeout: float = 60.0) -> dict[str, Any]:
+    """Write the global model of `round_` (default: the latest finalized; 0: the genesis) of `task`
+    to `out`, fetched through `ipfs` and checked against the sha256 the chain recorded; nothing is
+    written unless it matches."""
+    cfg, st = client.task_config(task), client.task_state(task)
+    last = st.current_round if st.completed else st.current_round - 1
+    r = last if round_ is None else round_
+    if not 0 <= r <= last:
+        raise InputError(f"task {task} has finalized rounds 1..{last}; round {r} has no global model (0: genesis)")
+    if r == 0:
+        cid, sha = cfg.genesis_cid, cfg.genesis_sha256
+    else:
+        ev = next(e for e in client.events(from_block=from_block, names=["RoundFinalized"], task=task, round_=r))
+        cid, sha = ev["cid"], ev["sha256"]
+    data = ipfs.cat(cid, timeout=timeout)
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha:
+        raise VerificationFailed(f"{cid} holds bytes with sha256 {got}, the chain recorded {sha} for round {r}; "
+                                 "nothing written")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    return {"task": task, "round": r, "cid": cid, "sha256": sha, "bytes": len(data), "file": str(out)}
 
 
 def task_config_dict(cfg: TaskConfig) -> dict[str, Any]:

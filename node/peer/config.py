@@ -75,8 +75,13 @@ class Task:
 
 @dataclass
 class WorkloadSettings:
-    builtin: str = _key(defaults.WORKLOAD, "the model and data: a built-in workload")
-    data: str | None = _key(None, "the workload's data, for those that read files (cifar10-cnn)",
+    builtin: str | None = _key(defaults.WORKLOAD, "the model and data: a built-in workload",
+                               example=f'builtin = "{defaults.WORKLOAD}"')
+    object: str | None = _key(None, "or your own workload: MODULE:ATTRIBUTE (docs/workloads.md)",
+                              example='object = "hospital_fl:workload"')
+    path: Path | None = _key(None, "where the workload's module is (default: this file's directory)",
+                             example='path = "."')
+    data: str | None = _key(None, "your data: the path the workload's load_data reads",
                             example='data = "/path/to/data"')
     partition: str = _key(defaults.PARTITION, "your share of the built-in data: iid, dirichlet:A, shards:K, skew:D")
     org_index: int = _key(0, "which share is yours: 0 .. num_orgs-1")
@@ -84,6 +89,8 @@ class WorkloadSettings:
     partition_seed: int = _key(0, "the same for every organisation")
 
 
+#: [workload] keys that slice a built-in data set among simulated members.
+SIMULATION_ONLY = ("partition", "org_index", "num_orgs", "partition_seed")
 #: The sections in the order the writer puts them; `training` and `adversary` follow.
 SECTIONS = (("organisation", Organisation), ("chain", Chain), ("ipfs", Ipfs), ("keystore", Keystore),
             ("task", Task), ("workload", WorkloadSettings))
@@ -134,6 +141,10 @@ class NodeConfig:
             table = doc.get(name, {})
             if not isinstance(table, dict):
                 raise ConfigError(f"{path}: [{name}] must be a table")
+            if name == "workload" and table.get("object") is not None:
+                if table.get("builtin") is not None:
+                    raise ConfigError(f"{path}: [workload] names both builtin and object; keep one")
+                table = {**table, "builtin": None}
             values = {}
             for f in fields(kind):
                 if f.name in table:
@@ -147,6 +158,11 @@ class NodeConfig:
             training = TrainingConfig.from_dict(doc.get("training", {}), where=f"{path}: [training]")
         except (ValueError, TypeError) as exc:
             raise ConfigError(str(exc) if str(path) in str(exc) else f"{path}: [training] {exc}") from exc
+        w = sections["workload"]
+        if w.object is not None and w.path is None:
+            w.path = base  # the workload's module sits beside its config unless told otherwise
+        if w.object is None and w.builtin is None:
+            raise ConfigError(f"{path}: [workload] needs builtin (a built-in workload) or object (your own)")
         sections["ipfs"].gateways = parse_gateways(sections["ipfs"].gateways, path)
         sections["keystore"].password = _relative_password_file(sections["keystore"].password, base)
         return cls(**sections, training=training, adversary=dict(doc.get("adversary", {})))
@@ -159,6 +175,8 @@ class NodeConfig:
             rows += [("", ""), (f"[{name}]", "")]
             for f in fields(section):
                 value = getattr(section, f.name)
+                if name == "workload" and section.object is not None and f.name in SIMULATION_ONLY:
+                    continue  # slicing a shared data set is for built-in workloads in simulations
                 if f.name == "gateways":
                     if value:
                         rows += [("", ""), ("[ipfs.gateways]", f.metadata["note"])]
@@ -196,7 +214,9 @@ def _value(path: Path, section: str, f: Any, value: Any, base: Path) -> Any:
     """One key's value, as its field declares it."""
     kind = f.type
     where = f"{path}: [{section}] {f.name}"
-    if kind == "Path":
+    if kind == "Path | None" and value is None:
+        return None
+    if kind in ("Path", "Path | None"):
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a path (a string), got {value!r}")
         p = Path(value).expanduser()

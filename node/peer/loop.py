@@ -109,6 +109,7 @@ class Peer:
         self._scanned_block = -1  # UpdateSubmitted events seen so far (a prefetch hint, never the truth)
         self._seen_updates: dict[int, dict[str, UpdateRecord]] = {}
         self._pruned_below = 1
+        self.training_round = 0
 
     # ------------------------------------------------------------------ loop
 
@@ -220,7 +221,7 @@ class Peer:
                  self.name, rnd, cid, sha[:12], result.num_samples, evaluation.accuracy, seconds["train"])
         self._record(round=rnd, event="submitted", cid=cid, sha256=sha, num_samples=claimed,
                      local_accuracy=evaluation.accuracy, local_loss=evaluation.loss, gas_used=tx.gas_used,
-                     seconds=seconds)
+                     seconds=seconds, train_metrics=result.metrics)
 
     def _train_update(self, rnd: int, parent_sha: str, parent_cid: str) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -236,6 +237,7 @@ class Peer:
             # FedCurv subtracts this member's own Fisher terms from the global sums: only valid if
             # its previous update is part of the parent model.
             self.trainer.set_own_fedcurv_terms(None)
+        self.training_round = rnd  # what a trainer driven from outside (library/) tells its loop
         result = self.trainer.fit(parent, self.training.for_round(self.member_seed, rnd))
         t_train = time.perf_counter()
         meta = {"kind": "update", "task": str(self.task), "round": str(rnd), "parent": parent_sha,

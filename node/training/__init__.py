@@ -1,5 +1,5 @@
-"""Training: what a member runs locally each round. The trainer API (numpy weights in and out),
-its PyTorch implementation, the options of local training (`TrainingConfig`), the built-in
+"""Training: what a member runs locally each round. The workload and trainer API (numpy weights
+in and out; a workload is user code), its PyTorch implementation, the options of local training (`TrainingConfig`), the built-in
 workloads (model + data by name) and the partitioning of one data set among simulated members.
 
 Names load on first use: importing `fedledger.node.training.config` alone does not import torch.
@@ -9,8 +9,10 @@ import importlib
 
 _EXPORTS = {
     "TrainingConfig": ".config",
-    "Trainer": ".trainer", "TorchTrainer": ".trainer", "FitResult": ".trainer", "EvalResult": ".trainer",
-    "Workload": ".workloads", "WORKLOADS": ".workloads", "get_workload": ".workloads",
+    "Trainer": ".api", "FitResult": ".api", "EvalResult": ".api", "TorchTrainer": ".trainer",
+    "Workload": ".api", "ArrayWorkload": ".api", "LocalData": ".api", "load_workload": ".api",
+    "TorchWorkload": ".workloads", "WORKLOADS": ".workloads", "get_workload": ".workloads",
+    "resolve_workload": ".workloads",
     "partition": ".partition", "parse_scheme": ".partition",
 }
 __all__ = sorted(_EXPORTS)

@@ -57,9 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -69,48 +67,14 @@ from torch import nn
 
 from fedledger.aggregation.fedcurv import FEDCURV_PREFIX, FISHER_PREFIX, FISHER_X_THETA_PREFIX
 
+from .api import EvalResult, FitResult, Trainer, Weights, check_weights, eval_result
 from .config import TrainingConfig
-
-Weights = dict[str, np.ndarray]
 
 _EVAL_BATCH = 1024
 _FISHER_BATCH = 256
 
 
 # --------------------------------------------------------------------------- the API
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """A member's locally trained model for one round."""
-
-    weights: Weights
-    #: Training examples the update was fitted on (the FedAvg weight).
-    num_samples: int
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    loss: float
-    accuracy: float
-    num_samples: int
-
-
-class Trainer(ABC):
-    """What a peer needs from local training; numpy in, numpy out, like Flower's NumPyClient."""
-
-    @abstractmethod
-    def get_weights(self) -> Weights:
-        """The current local model, tensor name to array."""
-
-    @abstractmethod
-    def fit(self, weights: Mapping[str, np.ndarray], config: TrainingConfig) -> FitResult:
-        """Train from ``weights`` (the parent global model) on local data; return the update."""
-
-    @abstractmethod
-    def evaluate(self, weights: Mapping[str, np.ndarray]) -> EvalResult:
-        """Loss and accuracy of ``weights`` on local test data."""
 
 
 # --------------------------------------------------------------------------- FedCurv helpers
@@ -223,15 +187,24 @@ class TorchTrainer(Trainer):
     ``num_threads`` sets ``torch.set_num_threads`` for the duration of each call and restores
     the previous value afterwards (default 1: many node processes share a few cores); ``None``
     leaves torch's setting alone.
+
+    A workload's own loop replaces the built-in one: ``train_fn(model, train_data, config)``
+    trains the module (holding the round's global weights) in place and may return metrics;
+    ``evaluate_fn(model, test_data)`` returns {"loss", "accuracy"}. The data they get is whatever
+    the workload loaded (not necessarily arrays); ``num_samples`` is the update's weight. Under a
+    ``train_fn``, FedProx and FedCurv are the workload's business.
     """
 
     def __init__(
         self,
         model_fn: Callable[[], nn.Module],
-        train_data: tuple[np.ndarray, np.ndarray],
-        test_data: tuple[np.ndarray, np.ndarray] | None = None,
+        train_data: Any,
+        test_data: Any = None,
         *,
         num_threads: int | None = 1,
+        train_fn: Callable[[nn.Module, Any, TrainingConfig], Mapping[str, float] | None] | None = None,
+        evaluate_fn: Callable[[nn.Module, Any], Any] | None = None,
+        num_samples: int | None = None,
     ) -> None:
         if num_threads is not None:
             _check_int("num_threads", num_threads, lo=1)
@@ -252,14 +225,20 @@ class TorchTrainer(Trainer):
         self._names = list(state)
         self._shapes = {k: tuple(v.shape) for k, v in state.items()}
         self._param_names = [k for k, p in self.model.named_parameters() if p.requires_grad]
-        self.x_train, self.y_train = _data_tensors(train_data, "train_data")
-        self.x_test, self.y_test = (None, None) if test_data is None else _data_tensors(test_data, "test_data")
+        self.train_fn, self.evaluate_fn = train_fn, evaluate_fn
+        self.train_data, self.test_data = train_data, test_data
+        self.x_train, self.y_train = (None, None) if train_fn else _data_tensors(train_data, "train_data")
+        self.x_test, self.y_test = (None, None) if test_data is None or evaluate_fn else _data_tensors(test_data,
+                                                                                                      "test_data")
+        self._num_samples = num_samples
         self._own_terms: Weights | None = None
 
     # -- state
 
     @property
     def num_train_samples(self) -> int:
+        if self.y_train is None:
+            return int(self._num_samples or 0)
         return int(self.y_train.shape[0])
 
     @property
@@ -323,6 +302,8 @@ class TorchTrainer(Trainer):
         if n == 0:
             raise ValueError("this member has no training data; it cannot submit an update")
         model_weights, global_terms = split_fedcurv(weights)
+        if self.train_fn is not None:
+            return self._fit_with_hook(model_weights, config, n)
         with self._threads(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.set_weights(model_weights)
@@ -384,7 +365,24 @@ class TorchTrainer(Trainer):
                 result.update(terms)
         return FitResult(weights=result, num_samples=n, metrics=metrics)
 
+    def _fit_with_hook(self, weights: Mapping[str, np.ndarray], config: TrainingConfig, n: int) -> FitResult:
+        with self._threads(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.set_weights(weights)
+            self.model.train()
+            metrics = self.train_fn(self.model, self.train_data, config) or {}
+            result = check_weights(weights_of(self.model), weights, "the workload's train_fn")
+        return FitResult(weights=result, num_samples=n, metrics={k: float(v) for k, v in dict(metrics).items()})
+
     def evaluate(self, weights: Mapping[str, np.ndarray]) -> EvalResult:
+        if self.evaluate_fn is not None:
+            if self.test_data is None:
+                raise ValueError("this trainer has no test data")
+            with self._threads():
+                self.set_weights(weights)
+                self.model.eval()
+                with torch.no_grad():
+                    return eval_result(self.evaluate_fn(self.model, self.test_data), "this")
         if self.x_test is None or self.y_test is None:
             raise ValueError("this trainer has no test data; pass test_data=(X, y) to TorchTrainer")
         n = int(self.y_test.shape[0])

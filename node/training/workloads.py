@@ -1,8 +1,9 @@
-"""Built-in workloads: a model, its data, and the local training defaults, by name.
+"""Torch workloads, and the built-in ones: a model, its data, and the local training defaults, by name.
 
-A workload is what one organisation trains: its model and its local data. These are the
-built-in ones, examples of the same shape a user's own workload has. ``get_workload(name)``
-returns a `Workload`; `WORKLOADS` is the registry every help string and validator reads:
+A workload is what one organisation trains: its model and its local data (training/api.py). The
+built-in ones are `TorchWorkload`s, the same class a user's own torch workload is.
+``get_workload(name)`` returns one; `resolve_workload(name_or_object)` also imports a user's
+"module:attribute"; `WORKLOADS` is the registry every help string and validator reads:
 
     digits-mlp      scikit-learn's 8x8 digits (1797 images), pixels / 16, MLP 64-64-10
     breast-cancer   scikit-learn's Wisconsin breast cancer (569 patients, 30 features), a
@@ -26,21 +27,20 @@ from __future__ import annotations
 import functools
 import os
 import tarfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError, WorkloadDataError
+from .api import LocalData, Trainer, Weights, Workload, load_workload
 from .config import TrainingConfig
 
 if TYPE_CHECKING:
     from torch import nn
-
-    from .trainer import TorchTrainer, Weights
 
 Data = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -54,22 +54,27 @@ CIFAR_BINARY_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 
 
 @dataclass(frozen=True)
-class Workload:
-    """A built-in workload: the model, its data and its local training defaults."""
+class TorchWorkload(Workload):
+    """A torch model and local data; the optional hooks replace fedledger's training loop and evaluation.
+
+    `train_fn(model, train, config)` trains `model` (loaded with the round's global weights) in
+    place for one round and may return a dict of metrics; `evaluate_fn(model, test)` returns at
+    least {"loss": ..., "accuracy": ...}. Without them `train` and `test` must be (X, y) arrays.
+    """
 
     name: str
-    description: str
-    num_classes: int
-    #: Builds a fresh model; its initial weights depend on torch's RNG (see `genesis_weights`).
+    #: Builds a fresh model; its initial weights depend on torch's RNG (see `initial_weights`).
     model_fn: Callable[[], nn.Module]
-    #: ``load_data(data_path) -> (X_train, y_train, X_test, y_test)``.
-    load_data: Callable[[str | None], Data]
-    default_config: TrainingConfig
-    #: Whether ``load_data`` needs a path (the scikit-learn workloads ship their data).
+    #: ``load_data(data_path) -> LocalData | (X_train, y_train, X_test, y_test)``.
+    load_data: Callable[[str | None], Any]
+    default_config: TrainingConfig = field(default_factory=TrainingConfig)
+    description: str = ""
+    num_classes: int | None = None
     needs_data_path: bool = False
+    train_fn: Callable[[Any, Any, TrainingConfig], Mapping[str, float] | None] | None = None
+    evaluate_fn: Callable[[Any, Any], Mapping[str, float]] | None = None
 
-    def genesis_weights(self, seed: int) -> Weights:
-        """The initial model for ``seed``: the same arrays in every process on the same torch."""
+    def initial_weights(self, seed: int) -> Weights:
         import torch
 
         from .trainer import weights_of
@@ -78,17 +83,21 @@ class Workload:
             torch.manual_seed(seed)
             return weights_of(self.model_fn())
 
-    def trainer(
-        self,
-        train: tuple[np.ndarray, np.ndarray],
-        test: tuple[np.ndarray, np.ndarray] | None = None,
-        *,
-        num_threads: int | None = 1,
-    ) -> TorchTrainer:
-        """A `TorchTrainer` for this workload's model on the given (X, y) data."""
+    genesis_weights = initial_weights
+
+    def local_data(self, data: str | None) -> LocalData:
+        return self._load(self.load_data, data)
+
+    def trainer_for(self, local: LocalData, *, num_threads: int | None = 1) -> Trainer:
         from .trainer import TorchTrainer
 
-        return TorchTrainer(self.model_fn, train, test, num_threads=num_threads)
+        return TorchTrainer(self.model_fn, local.train, local.test, num_threads=num_threads, train_fn=self.train_fn,
+                            evaluate_fn=self.evaluate_fn, num_samples=local.samples())
+
+    def trainer(self, train: Any, test: Any = None, *, num_threads: int | None = 1) -> Trainer:
+        """A trainer over (X, y) training data and optional test data."""
+        return self.trainer_for(LocalData(train, test), num_threads=num_threads)
+
 
 
 # --------------------------------------------------------------------------- models
@@ -293,10 +302,10 @@ def load_cifar10_data(data_path: str | None) -> Data:
 # --------------------------------------------------------------------------- registry
 
 
-WORKLOADS: dict[str, Workload] = {
+WORKLOADS: dict[str, TorchWorkload] = {
     t.name: t
     for t in (
-        Workload(
+        TorchWorkload(
             name="digits-mlp",
             description="scikit-learn 8x8 digits, pixels/16, MLP 64-64-10",
             num_classes=10,
@@ -304,7 +313,7 @@ WORKLOADS: dict[str, Workload] = {
             load_data=load_digits_data,
             default_config=TrainingConfig(lr=0.05, momentum=0.9, batch_size=32),
         ),
-        Workload(
+        TorchWorkload(
             name="breast-cancer",
             description="scikit-learn Wisconsin breast cancer, standardized on the training split, MLP 30-16-2",
             num_classes=2,
@@ -312,7 +321,7 @@ WORKLOADS: dict[str, Workload] = {
             load_data=load_breast_cancer_data,
             default_config=TrainingConfig(lr=0.01, momentum=0.9, batch_size=16),
         ),
-        Workload(
+        TorchWorkload(
             name="cifar10-cnn",
             description="CIFAR-10 (binary files), LeNet-style CNN 3-6-16 conv, FC 400-120-84-10",
             num_classes=10,
@@ -325,12 +334,20 @@ WORKLOADS: dict[str, Workload] = {
 }
 
 
-def get_workload(name: str) -> Workload:
+def get_workload(name: str) -> TorchWorkload:
     """The built-in workload called ``name``; `InputError` listing the known ones otherwise."""
     try:
         return WORKLOADS[name]
     except (KeyError, TypeError):
-        raise InputError(f"unknown workload {name!r}; built-in workloads: {', '.join(WORKLOADS)}") from None
+        raise InputError(f"unknown workload {name!r}; built-in workloads: {', '.join(WORKLOADS)}, or your own as "
+                         "MODULE:ATTRIBUTE") from None
+
+
+def resolve_workload(spec: str, search_path: Sequence[Path | str] = ()) -> Workload:
+    """A built-in workload by name, or a user's workload object by "module:attribute"."""
+    if ":" in spec:
+        return load_workload(spec, search_path)
+    return get_workload(spec)
 
 
 def centralized_baseline(
@@ -351,7 +368,6 @@ def centralized_baseline(
     """
     spec = get_workload(workload) if isinstance(workload, str) else workload
     cfg = (config or spec.default_config).replace(epochs=epochs, seed=seed)
-    X_train, y_train, X_test, y_test = spec.load_data(data_path)
-    trainer = spec.trainer((X_train, y_train), (X_test, y_test), num_threads=num_threads)
-    result = trainer.fit(spec.genesis_weights(seed), cfg)
+    trainer = spec.trainer_for(spec.local_data(data_path), num_threads=num_threads)
+    result = trainer.fit(spec.initial_weights(seed), cfg)
     return trainer.evaluate(result.weights).accuracy
