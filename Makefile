@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_OUT ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
+# Five local epochs a round: the demo ends near the centralized baseline (bench/demo.py runs the same).
+DEMO_ARGS := --epochs 5
 
 .PHONY: setup test demo bench compile clean help
 
@@ -33,7 +35,7 @@ test: setup
 	$(BIN)/pytest
 
 demo: setup
-	$(BIN)/fedledger sim --out $(DEMO_OUT)
+	$(BIN)/fedledger sim $(DEMO_ARGS) --out $(DEMO_OUT)
 
 # Flower pins typer/rich below what the fedledger CLI needs: it lives in its own venv.
 .venv-bench/.installed: pyproject.toml

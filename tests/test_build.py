@@ -104,3 +104,17 @@ def test_the_readmes_benchmark_sections_hold_no_number_outside_a_generated_block
             found[title] = numbers
     assert sorted(t for t in BENCHMARK_SECTIONS if f"## {t}\n" in readme) == sorted(BENCHMARK_SECTIONS)
     assert found == {}, "move these into a generated block (bench/figures.py) or drop them"
+
+
+def test_the_measured_demo_runs_what_make_demo_runs():
+    import re
+    import sys
+
+    root = repo_root()
+    makefile = (root / "Makefile").read_text()
+    args = re.search(r"^DEMO_ARGS := (.*)$", makefile, re.M).group(1).split()
+    assert "$(BIN)/fedledger sim $(DEMO_ARGS) --out $(DEMO_OUT)" in makefile
+    sys.path.insert(0, str(root / "bench"))
+    import demo
+
+    assert demo.DEMO_ARGS == args

@@ -353,3 +353,37 @@ def test_a_node_whose_own_workload_does_not_build_the_tasks_model_refuses_to_sta
     assert "fc1.weight: shape [32, 64] float32, expected [64, 64] float32" in run.stderr
     assert "fc2.weight: shape [10, 32] float32, expected [10, 64] float32" in run.stderr
     assert not ledger.admin.has_submitted(0, 1, ledger.accounts[1].address)  # nothing was sent
+
+
+@pytest.mark.chain
+def test_status_watch_follows_a_round_to_the_end_of_the_task_one_json_line_per_change(ledger, chain_files):
+    from fedledger.node.protocol import TaskConfig
+
+    dep, _ = chain_files
+    for i in (1, 2):
+        ledger.admin.add_member(ledger.accounts[i].address, f"org{i}")
+    genesis = "ab" * 32
+    task, _ = ledger.admin.create_task(TaskConfig("bafkspec", "bafkgenesis", genesis, "fedavg", b"{}", 2, 2,
+                                                  600, 600, 600, 0, 0, 1))
+    proc = subprocess.Popen([*console_script(), "status", "--deployment", str(dep), "--watch", "0.2", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    try:
+        first = json.loads(proc.stdout.readline())  # the federation as it stands
+        assert first["tasks"][0]["phase"] == "submission" and first["tasks"][0]["updates"] == 0
+        ledger.client(1).submit_update(task, 1, genesis, "bafk1", "cd" * 32, 10)
+        assert json.loads(proc.stdout.readline())["updates"] == 1
+        ledger.client(2).submit_update(task, 1, genesis, "bafk2", "ce" * 32, 10)  # fills the round: reveals
+        assert json.loads(proc.stdout.readline())["phase"] == "reveal"
+        for i in (1, 2):
+            last = ledger.client(i).reveal(task, 1)
+        leader = last.event("LeaderElected")["leader"]
+        elected = json.loads(proc.stdout.readline())
+        assert elected["phase"] == "aggregation" and elected["leader"] in ("org1", "org2")
+        ledger.client([a.address for a in ledger.accounts].index(leader)).publish_aggregate(task, 1, 0, "bafkg",
+                                                                                             "ef" * 32)
+        done = json.loads(proc.stdout.readline())
+        assert done["completed"] is True and done["global_sha256"] == "ef" * 32
+        assert proc.wait(timeout=30) == EXIT_OK  # every task shown has completed: it stops by itself
+    finally:
+        proc.kill()

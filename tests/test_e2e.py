@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -40,7 +41,12 @@ def test_three_organisations_federate_two_rounds_with_verified_lineage(tmp_path)
                    if json.loads(line)["event"] == "submitted" and json.loads(line)["round"] == 2)
         assert len(fetched - {own}) == 2, (org, fetched)
         # ... each straight from the gateway of the member who stored it: no fallback to the swarm.
-        assert "fetching through the swarm" not in (out / "orgs" / org / "node.log").read_text()
+        log = (out / "orgs" / org / "node.log").read_text()
+        assert "fetching through the swarm" not in log
+        # The log follows the task: each phase of each round, with this member's role in it.
+        assert re.search(rf"{org} round 1/2: submission, \d+ updates; this member: not submitted yet", log)
+        assert re.search(rf"{org} round 2/2: (aggregation|verification) \(attempt \d+\), 3 updates; this member: "
+                         r"(leader|verifier|participant)", log), log
     assert report["final_accuracy"] > 0.4 and report["centralized_accuracy"] > 0.7
     assert (out / "accuracy.png").stat().st_size > 10_000
     assert (out / "chain" / "state.json").exists() and (out / "ipfs" / "org1").is_dir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -56,45 +57,79 @@ def status(
     rpc: Optional[str] = typer.Option(None, help="JSON-RPC URL (default: the one in the deployment file)."),
     task: Optional[int] = typer.Option(None, help="Show only this task (default: every task)."),
     poa: bool = typer.Option(False, help="The chain is proof-of-authority."),
+    watch: Optional[float] = typer.Option(None, "--watch", min=0.1, help="Follow the federation: look every SECONDS "
+                                          "and print a line whenever a task's round, phase, attempt or updates change, "
+                                          "until every task shown has completed (Ctrl-C stops)."),
     as_json: bool = json_opt(),
 ) -> None:
-    """Show a running federation: members, tasks, the current round, its phase, leader and deadlines."""
+    """Show a running federation: members, tasks, the current round, its phase, leader and deadlines.
+    With --watch, follow it (with --json: one JSON object per change)."""
     from ..chain.deployment import Deployment
-    from ..ops.access import members_of
-    from ..protocol.types import Phase
 
     with reporting(as_json):
         dep = Deployment.load(deployment)
         client = dep.client(rpc_url=rpc, poa=poa)
-        members = {a: m["name"] for a, m in members_of(client, dep.block).items() if m["active"]}
-        tasks = []
-        ids = [task] if task is not None else range(client.task_count())
-        for t in ids:
-            cfg, st = client.task_config(t), client.task_state(t)
-            entry = {"task": t, "rule": cfg.rule_id, "max_rounds": cfg.max_rounds, "completed": st.completed,
-                     "round": st.current_round, "global_sha256": st.global_sha256, "global_cid": st.global_cid}
-            if not st.completed:
-                info = client.round_info(t, st.current_round)
-                entry.update(phase=info.phase.name.lower(), updates=info.count, attempt=info.attempt,
-                             leader=members.get(info.leader, info.leader) if info.leader else None,
-                             deadline=info.deadline, seconds_left=round(info.deadline - time.time(), 1))
-                if info.phase in (Phase.AGGREGATION, Phase.VERIFICATION):
-                    entry["verifiers"] = [members.get(v, v) for v in client.verifiers_of(t, st.current_round, info.attempt)]
-            tasks.append(entry)
-        data = {"contract": dep.address, "chain_id": dep.chain_id, "members": members, "tasks": tasks}
-        lines = [f"FedLedger {dep.address} on chain {dep.chain_id}: {len(members)} members ({', '.join(members.values())})"]
-        for e in tasks:
-            if e["completed"]:
-                lines.append(f"task {e['task']} [{e['rule']}]: completed after {e['round']} rounds, final model "
-                             f"{e['global_sha256'][:16]}")
-            else:
-                line = (f"task {e['task']} [{e['rule']}]: round {e['round']}/{e['max_rounds']} {e['phase']}, "
-                        f"{e['updates']} updates, deadline in {e['seconds_left']:.0f} s")
-                if e.get("leader"):
-                    line += (f", leader {e['leader']} (attempt {e['attempt']}), verifiers "
-                             f"{', '.join(e.get('verifiers', [])) or 'none'}")
-                lines.append(line)
-        emit(as_json, data, lines)
+        data, lines = _snapshot(client, dep, task)
+        if watch is None:
+            emit(as_json, data, lines)
+            return
+
+        def show(obj: dict, text: list[str]) -> None:  # JSON lines when following
+            print(json.dumps(obj, default=str) if as_json else "\n".join(text), flush=True)
+
+        show(data, lines)
+        seen = {e["task"]: _where(e) for e in data["tasks"]}
+        try:
+            while not all(e["completed"] for e in data["tasks"]):
+                time.sleep(watch)
+                data, lines = _snapshot(client, dep, task)
+                for e, line in zip(data["tasks"], lines[1:]):
+                    if _where(e) != seen.get(e["task"]):
+                        seen[e["task"]] = _where(e)
+                        stamp = time.strftime("%H:%M:%S")
+                        show({"time": stamp, **e}, [f"{stamp} {line}"])
+        except KeyboardInterrupt:
+            raise typer.Exit(130)
+
+
+def _where(entry: dict) -> tuple:
+    return tuple(entry.get(k) for k in ("completed", "round", "phase", "attempt", "updates", "leader"))
+
+
+def _snapshot(client, dep, task: Optional[int]) -> tuple[dict, list[str]]:
+    """(the federation as JSON, its lines: the consortium, then one per task)."""
+    from ..ops.access import members_of
+    from ..protocol.types import Phase
+
+    members = {a: m["name"] for a, m in members_of(client, dep.block).items() if m["active"]}
+    tasks = []
+    ids = [task] if task is not None else range(client.task_count())
+    for t in ids:
+        cfg, st = client.task_config(t), client.task_state(t)
+        entry = {"task": t, "rule": cfg.rule_id, "max_rounds": cfg.max_rounds, "completed": st.completed,
+                 "round": st.current_round, "global_sha256": st.global_sha256, "global_cid": st.global_cid}
+        if not st.completed:
+            info = client.round_info(t, st.current_round)
+            entry.update(phase=info.phase.name.lower(), updates=info.count, attempt=info.attempt,
+                         leader=members.get(info.leader, info.leader) if info.leader else None,
+                         deadline=info.deadline, seconds_left=round(info.deadline - time.time(), 1))
+            if info.phase in (Phase.AGGREGATION, Phase.VERIFICATION):
+                entry["verifiers"] = [members.get(v, v) for v in client.verifiers_of(t, st.current_round, info.attempt)]
+        tasks.append(entry)
+    data = {"contract": dep.address, "chain_id": dep.chain_id, "members": members, "tasks": tasks}
+    lines = [f"FedLedger {dep.address} on chain {dep.chain_id}: {len(members)} members ({', '.join(members.values())})"]
+    for e in tasks:
+        if e["completed"]:
+            lines.append(f"task {e['task']} [{e['rule']}]: completed after {e['round']} rounds, final model "
+                         f"{e['global_sha256'][:16]}")
+        else:
+            line = (f"task {e['task']} [{e['rule']}]: round {e['round']}/{e['max_rounds']} {e['phase']}, "
+                    f"{e['updates']} updates, deadline in {e['seconds_left']:.0f} s")
+            if e.get("leader"):
+                line += (f", leader {e['leader']} (attempt {e['attempt']}), verifiers "
+                         f"{', '.join(e.get('verifiers', [])) or 'none'}")
+            lines.append(line)
+    return data, lines
 
 
 def register(app: typer.Typer) -> None:

@@ -28,7 +28,7 @@ from ..chain.client import ChainClient
 from ..chain.heads import HeadWatcher
 from ..errors import ChainError, ContractRevert, StorageError
 from ..protocol.inclusion import bitmaps_for, inclusion_hash, indices
-from ..protocol.types import RoundInfo
+from ..protocol.types import MemberView, RoundInfo
 from ..storage.ipfs import IpfsClient, IpfsTimeout, raw_cid
 from ..storage.modelfile import ModelSpec, read_model
 from ..training.config import TrainingConfig
@@ -110,6 +110,7 @@ class Peer:
         self._seen_updates: dict[int, dict[str, UpdateRecord]] = {}
         self._pruned_below = 1
         self.training_round = 0
+        self._where: tuple = ()  # (round, phase, epoch, attempt) last logged
 
     # ------------------------------------------------------------------ loop
 
@@ -159,10 +160,29 @@ class Peer:
         view = self.chain.member_view(self.task, self.me)  # one call: state, round, this member's roles
         if view.state.completed:
             return True
+        self._progress(view)
         self.prune(view.state.current_round)
         for step in decide(view, self.me, self.config, time.time(), self._done_steps):
             self.act(step, view.round, view.state.global_sha256, view.state.global_cid)
         return False
+
+    def _progress(self, view: MemberView) -> None:
+        """One log line each time the round, its phase or its attempt changes: where the task
+        stands and this member's role in it."""
+        info = view.round
+        where = (view.state.current_round, info.phase, info.epoch, info.attempt)
+        if where == self._where:
+            return
+        self._where = where
+        if info.leader and info.leader.lower() == self.me.lower():
+            role = "leader"
+        elif view.verifier:
+            role = "verifier"
+        else:
+            role = "participant" if view.submitted else "not submitted yet"
+        attempt = f" (attempt {info.attempt}{f', epoch {info.epoch}' if info.epoch else ''})" if info.leader else ""
+        log.info("%s round %d/%d: %s%s, %d updates; this member: %s", self.name, view.state.current_round,
+                 self.config.max_rounds, info.phase.name.lower(), attempt, info.count, role)
 
     def act(self, step: Step, info: RoundInfo, parent_sha: str, parent_cid: str) -> None:
         """Carry out one step `decide` chose."""
