@@ -143,7 +143,9 @@ def test_init_writes_a_commented_config_that_loads_back_as_given(cli, tmp_path, 
     assert cfg.chain.deployment.resolve() == (tmp_path / "dep.json").resolve()
     assert cfg.keystore.path.resolve() == (tmp_path / "orgs" / "org1" / "keystore.json").resolve()
     assert cfg.organisation.work_dir.resolve() == path.parent.resolve()
-    assert cfg.keystore.password == f"file:{pw.resolve()}"  # pinned down: `node run` may start elsewhere
+    # Written relative to the config (the directory can move), read back wherever `node run` starts.
+    assert 'password = "file:../../secrets/org1.pw"' in text
+    assert Path(cfg.keystore.password.removeprefix("file:")).resolve() == pw.resolve()
     assert (cfg.ipfs.api_url, cfg.task.id, cfg.workload.builtin, cfg.workload.partition) == (
         "http://127.0.0.1:5101", 3, "breast-cancer", "dirichlet:0.3")
     assert (cfg.workload.org_index, cfg.workload.num_orgs, cfg.training.epochs, cfg.training.lr) == (2, 5, 2, 0.01)

@@ -52,9 +52,6 @@ def write_node_config(org: str, *, dir: Optional[Path], deployment: Optional[Pat
     if org_index >= num_orgs:
         raise InputError(f"--org-index {org_index} must be below --num-orgs {num_orgs}")
     check_password_source(password)
-    if password.startswith("file:"):
-        # `node run` reads the file relative to ITS working directory: pin the path down now.
-        password = "file:" + str(Path(password[5:]).expanduser().resolve())
     if data:  # read by `node run` from its own working directory: pin the path down now
         data = str(Path(data).expanduser().resolve())
     if spec.needs_data_path and not data:
@@ -95,6 +92,10 @@ def write_node_config(org: str, *, dir: Optional[Path], deployment: Optional[Pat
 
     def rel(p: Path) -> Path:
         return Path(os.path.relpath(p.resolve(), root))
+
+    if password.startswith("file:"):
+        # Given relative to the working directory; written relative to the config, as every path.
+        password = f"file:{rel(Path(password[5:]).expanduser())}"
 
     cfg = NodeConfig(
         organisation=Organisation(name=org, work_dir=Path(".")),
