@@ -6,7 +6,7 @@ DEMO_OUT ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 # Five local epochs a round: the demo ends near the centralized baseline (bench/demo.py runs the same).
 DEMO_ARGS := --epochs 5
 
-.PHONY: setup test demo bench compile clean help
+.PHONY: setup browser test demo bench compile clean help
 
 help:
 	@echo "make setup   install pinned JS tooling (npm) and the Python venv (.venv)"
@@ -28,10 +28,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
+# The lineage page's tests drive Debian's Chromium headless: installed from Debian if missing (as root).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		{ echo "error: the tests need Chromium: apt-get install chromium (as root)"; exit 1; }
+
 compile: setup
 	$(BIN)/python -c "from fedledger.node.chain.contracts import build_artifact; a = build_artifact(); print('FedLedger', a.abi_sha256)"
 
-test: setup
+test: setup browser
 	$(BIN)/pytest
 
 demo: setup

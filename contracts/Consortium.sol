@@ -16,6 +16,9 @@ abstract contract Consortium {
     /// @notice Number of currently admitted members.
     uint256 public memberCount;
     mapping(address => Member) internal _members;
+    /// @dev keccak256(name) => the address first admitted under it: a name names one organisation
+    ///      for good, so the lineage never shows two members under one name.
+    mapping(bytes32 => address) internal _nameHolder;
 
     /// @notice Emitted when `member` is admitted under `name` by `by`.
     event MemberAdded(address indexed member, string name, address indexed by);
@@ -30,6 +33,8 @@ abstract contract Consortium {
     error NotMember(address who);
     /// @notice The address is already an admitted member.
     error AlreadyMember(address who);
+    /// @notice Another address was admitted under `name` (names are never reused).
+    error NameTaken(string name, address holder);
     /// @notice An argument is out of range; `what` names it.
     error InvalidArgument(string what);
 
@@ -48,11 +53,16 @@ abstract contract Consortium {
         _;
     }
 
-    /// @notice Admit `member` under a human-readable `name`. Admin only. Emits MemberAdded.
+    /// @notice Admit `member` under a human-readable `name`, which no other address was ever
+    ///         admitted under (NameTaken). Admin only. Emits MemberAdded.
     function addMember(address member, string calldata name) external onlyAdmin {
         if (member == address(0)) revert InvalidArgument("member is the zero address");
         if (bytes(name).length == 0 || bytes(name).length > 64) revert InvalidArgument("name must be 1-64 bytes");
         if (_members[member].active) revert AlreadyMember(member);
+        bytes32 key = keccak256(bytes(name));
+        address holder = _nameHolder[key];
+        if (holder != address(0) && holder != member) revert NameTaken(name, holder);
+        _nameHolder[key] = member;
         _members[member] = Member({active: true, joinedAt: uint64(block.timestamp), name: name});
         memberCount += 1;
         emit MemberAdded(member, name, msg.sender);

@@ -486,12 +486,91 @@ def test_export_writes_lineage_json_and_a_self_contained_html_graph(run_audited)
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
     for r in lineage["tasks"][0]["rounds"]:
         assert r["global"]["sha256"][:16] in page
+    dom = _chromium(export_dir / "profile", "--dump-dom", f"file://{export_dir / 'lineage.html'}#select=t0-r2").stdout
+    assert "global model · round 2" in dom and 'class="open"' in dom  # the details panel opened
+
+
+def _chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
+    """Debian's Chromium, headless, offline (`make test` installs it; a missing one fails, never skips)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("chromium not installed: the page's script is not exercised")
-    with_profile = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--no-first-run",
-                    f"--user-data-dir={export_dir / 'profile'}", "--dump-dom",
-                    f"file://{export_dir / 'lineage.html'}#select=t0-r2"]
-    dom = subprocess.run(with_profile, capture_output=True, text=True, timeout=120).stdout
-    assert "global model · round 2" in dom and 'class="open"' in dom  # the details panel opened
+        pytest.fail("chromium is not installed: `make test` installs it (make browser), or apt-get install chromium")
+    return subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                           "--hide-scrollbars", f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _pixels(png: Path, rgb: tuple[int, int, int]) -> int:
+    from PIL import Image  # matplotlib's dependency
+
+    image = Image.open(png).convert("RGB")
+    return sum(count for count, colour in image.getcolors(maxcolors=1 << 20) if colour == rgb)
+
+
+ATTESTED_GREEN, RECOMPUTED_BLUE = (0x1A, 0x7F, 0x37), (0x09, 0x69, 0xDA)
+
+
+@pytest.mark.e2e
+def test_the_lineage_page_tells_rounds_peers_attested_from_rounds_only_the_audit_recomputed(run_audited, tmp_path):
+    """Screenshots of lineage.html in headless Chromium: the sim's rounds, attested by their verifiers,
+    are drawn green; the same lineage as a task without verifiers records it (no attestation: the
+    audit's recomputation is the only check) is drawn blue and says so, with its quorum honestly
+    reported, each round's samples, who is missing and why, and when each round ran."""
+    from fedledger.node.audit.html import render
+
+    _, export_dir, _ = run_audited
+    lineage = json.loads((export_dir / "lineage.json").read_text())
+    task = lineage["tasks"][0]
+    names = set(lineage["members"].values())
+    for r in task["rounds"]:  # what the chain recorded: every round attested by its verifiers
+        assert r["assurance"] == "attested" and len(r["attested_by"]) >= task["quorum"] and set(r["attested_by"]) <= names
+        assert r["samples"] == sum(u["num_samples"] for u in r["updates"] if u["status"] == "included") > 0
+        assert r["missing"] == [] and r["opened_at"].endswith("UTC") and r["finalized_at"] >= r["opened_at"]
+    unattested = json.loads(json.dumps(lineage))
+    t = unattested["tasks"][0]
+    t["verifiers_per_round"], t["quorum"] = 0, 0
+    for r in t["rounds"]:
+        for a in r["attempts"]:
+            a["attestations"], a["verifiers"] = [], []
+        r["attested_by"], r["assurance"] = [], "recomputed_only"
+    shots = {}
+    for label, doc in (("attested", lineage), ("recomputed", unattested)):
+        page = tmp_path / f"{label}.html"
+        page.write_text(render(doc))
+        shot = tmp_path / f"{label}.png"
+        done = _chromium(tmp_path / f"profile-{label}", f"--screenshot={shot}", "--window-size=1400,1100",
+                         f"file://{page}")
+        assert shot.exists(), done.stderr[-2000:]
+        shots[label] = (_pixels(shot, ATTESTED_GREEN), _pixels(shot, RECOMPUTED_BLUE))
+        text = page.read_text()
+        if label == "attested":
+            assert "✓ attested · recomputed" in text and f"quorum {task['quorum']} of {task['verifiers_per_round']} met" in text
+            assert "✓ recomputed by the audit only" not in text
+        else:
+            assert "✓ recomputed by the audit only" in text and "no peer attested it" in text
+            assert "none asked (the task trusts its leader)" in text and "quorum" not in text.split("<h2>Rounds")[1].split("<h2>Contributions")[0]
+        assert "samples in this round" in text and "opened / finalized" in text and "missing, and why" in text
+    (green_a, blue_a), (green_r, blue_r) = shots["attested"], shots["recomputed"]
+    # The same page but for who checked the rounds: their boxes turn from green to blue (the legend's
+    # swatches and the genesis and update boxes stay as they are).
+    assert green_a - green_r > 1000 and blue_r - blue_a > 1000, shots
+
+
+def test_a_round_without_attestations_is_recomputed_only_and_names_who_is_missing_and_why():
+    from fedledger.node.audit.model import AttemptAudit, RoundAudit, UpdateAudit
+
+    r = RoundAudit(0, 1, "ab" * 32, finalized=True, recomputed_sha256="cd" * 32, global_sha256="cd" * 32)
+    r.members_at_open = [("0xA", "org1"), ("0xB", "org2"), ("0xC", "org3"), ("0xD", "org4")]
+    r.updates = [UpdateAudit("0xA", "org1", "cid1", "11" * 32, 400, 0, 1, status="included"),
+                 UpdateAudit("0xB", "org2", "cid2", "22" * 32, 300, 0, 1, status="excluded", reason="norm_bound"),
+                 UpdateAudit("0xC", "org3", "cid3", "33" * 32, 200, 0, 1, status="left_out", reason="no_reveal",
+                             in_round=False)]
+    r.attempts = [AttemptAudit(0, 0, "0xA", "org1", [], outcome="finalized")]
+    assert (r.assurance, r.attested_by) == ("recomputed_only", [])
+    assert r.to_json()["samples"] == 400
+    assert r.missing() == [{"member": "0xB", "name": "org2", "why": "update excluded (norm_bound)"},
+                           {"member": "0xC", "name": "org3", "why": "left out: did not reveal its secret"},
+                           {"member": "0xD", "name": "org4", "why": "no update submitted"}]
+    r.attempts[0].attestations = [{"verifier": "0xB", "name": "org2", "agree": True}]
+    assert (r.assurance, r.attested_by) == ("attested", ["org2"])

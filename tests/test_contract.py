@@ -133,6 +133,17 @@ def test_admitting_a_member_twice_reverts_AlreadyMember(ledger):
     expect_revert("AlreadyMember", ledger.admin.add_member, ledger.accounts[1].address, "again")
 
 
+def test_a_name_names_one_organisation_for_good_NameTaken(ledger):
+    a, b = ledger.accounts[1].address, ledger.accounts[2].address
+    ledger.admin.add_member(a, "org1")
+    err = expect_revert("NameTaken", ledger.admin.add_member, b, "org1")
+    assert (err.args_["name"], err.args_["holder"]) == ("org1", a)
+    ledger.admin.remove_member(a)  # removed, its name still names it in the lineage
+    expect_revert("NameTaken", ledger.admin.add_member, b, "org1")
+    ledger.admin.add_member(a, "org1")  # the same organisation comes back under its own name
+    assert ledger.admin.member_info(a)[:2] == (True, "org1") and not ledger.admin.is_member(b)
+
+
 def test_removing_a_non_member_reverts_NotMember(ledger):
     expect_revert("NotMember", ledger.admin.remove_member, ledger.accounts[5].address)
 

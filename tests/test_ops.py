@@ -361,7 +361,8 @@ def test_task_create_from_a_genesis_file_publishes_its_bytes_and_spec_and_opens_
     assert (shown["round"], shown["phase"], shown["lineage"]) == (1, "submission", [])
     assert json.loads((genesis_file.parent / "task.json").read_text())["task"] == created["task"]
     missing = cli("task", "show", created["task"] + 1, "--deployment", chain.deployment, "--json")
-    assert missing.exit_code == EXIT_REFUSED and as_json(missing)["error"] == "UnknownTask"
+    assert missing.exit_code == EXIT_INPUT, missing.output  # a wrong id is the user's input, not a refusal
+    assert f"there is no task {created['task'] + 1} on this chain" in as_json(missing)["message"]
 
 
 @pytest.mark.chain

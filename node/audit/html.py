@@ -20,6 +20,8 @@ TOP = 34
 
 STATUS_COLORS = {
     "verified": "#1a7f37", "failed": "#cf222e", "open": "#9a6700", "not_checked": "#6e7781",
+    # a finalized round: peers attested it (and the audit recomputed it), or only the audit did
+    "attested": "#1a7f37", "recomputed_only": "#0969da",
     "included": "#1a7f37", "excluded": "#6e7781", "unavailable": "#cf222e",
 }
 
@@ -87,18 +89,18 @@ def _task_svg(task: dict, members: dict[str, str]) -> str:
     for i, r in enumerate(rounds, start=1):
         x = 20 + i * COL_W
         key = f"t{task['task']}-r{r['round']}"
-        color = STATUS_COLORS.get(r["status"], "#6e7781")
+        color = STATUS_COLORS.get(r["assurance"], "#6e7781")
         attempts = r["attempts"]
         failed = [a for a in attempts if a["outcome"] not in ("finalized", "pending")]
         if r["global"]:
-            fin = next((a for a in attempts if a["outcome"] == "finalized"), None)
-            agreed = [x["name"] for x in (fin or {}).get("attestations", []) if x["agree"]]
-            verdict = {"verified": "✓ verified", "failed": f"✗ {r['failures'][0]['kind'] if r['failures'] else ''}",
-                       "not_checked": "not checked"}.get(r["status"], r["status"])
+            agreed = r["attested_by"]
+            verdict = {"attested": "✓ attested · recomputed", "recomputed_only": "✓ recomputed by the audit only",
+                       "failed": f"✗ {r['failures'][0]['kind'] if r['failures'] else ''}",
+                       "not_checked": "not checked"}.get(r["assurance"], r["assurance"])
             lines = [("t", f"global model · round {r['round']}"),
                      ("m", f"sha {_short(r['global']['sha256'], 16)}"),
                      ("s", f"leader {r['leader_name']}" + (f" · {len(attempts)} attempts" if len(attempts) > 1 else "")),
-                     ("s", ("verified by " + ", ".join(agreed)) if agreed else "no verifiers: leader trusted")]
+                     ("s", ("attested by " + ", ".join(agreed)) if agreed else "no peer attested it")]
             title = r["global"]["sha256"]
         else:
             verdict = "open"
@@ -133,33 +135,52 @@ def _task_svg(task: dict, members: dict[str, str]) -> str:
     return "".join(parts)
 
 
+def _attestation_cell(task: dict, r: dict) -> str:
+    """Who attested the finalized attempt, against what the task asked."""
+    fin = next((a for a in r["attempts"] if a["outcome"] == "finalized"), None)
+    votes = ", ".join(x["name"] + (" ✓" if x["agree"] else " ✗") for x in (fin or {}).get("attestations", []))
+    if not r["global"]:
+        return votes or "-"
+    asked, quorum = task["verifiers_per_round"], task["quorum"]
+    if asked == 0:
+        return "none asked (the task trusts its leader)"
+    met = len(r["attested_by"]) >= quorum
+    return f"{votes or 'none'} — quorum {quorum} of {asked} {'met' if met else 'NOT met'}"
+
+
+def _checked_cell(r: dict) -> str:
+    if r["status"] == "failed":
+        return "<br>".join(f"✗ {_e(f['kind'])}: {_e(f['subject'])}: {_e(f['message'])}" for f in r["failures"])
+    text = {"attested": f"✓ attested by {', '.join(r['attested_by'])}; recomputed by the audit ({r['match']})",
+            "recomputed_only": f"✓ recomputed by the audit only ({r['match']}); no peer attested it",
+            "not_checked": "not checked", "open": "open"}.get(r["assurance"], r["assurance"])
+    return _e(text)
+
+
 def _round_table(task: dict) -> str:
     rows = []
     for r in task["rounds"]:
-        fin = next((a for a in r["attempts"] if a["outcome"] == "finalized"), None)
         attempts = "; ".join(f"{a['leader_name']} (epoch {a['epoch']}, attempt {a['attempt']}): "
                              f"{a['outcome'].replace('_', ' ')}" + (f" — {a['note']}" if a["note"] else "")
                              for a in r["attempts"]) or "-"
         contributors = ", ".join(f"{u['name']} {u['num_samples']:,}"
                                  for u in sorted(r["updates"], key=lambda u: u["name"]) if u["status"] == "included")
-        others = ", ".join(f"{u['name']} {u['status']} {u['reason']}".strip() for u in r["updates"]
-                           if u["status"] in ("excluded", "unavailable"))
-        verdict = (f"✓ {r['match']}" if r["status"] == "verified" else
-                   "<br>".join(f"✗ {_e(f['kind'])}: {_e(f['subject'])}: {_e(f['message'])}" for f in r["failures"])
-                   if r["status"] == "failed" else _e(r["status"]))
-        if r["status"] == "verified":
-            verdict = _e(verdict)
+        missing = "; ".join(f"{m['name']}: {m['why']}" for m in r["missing"]) or "-"
         glob = r["global"] or {}
+        when = f"{r['opened_at'] or '-'}<br>{r['finalized_at'] or 'not finalized'}"
         rows.append(
-            f'<tr class="{_e(r["status"])}" data-key="t{task["task"]}-r{r["round"]}"><td>{r["round"]}</td>'
+            f'<tr class="{_e(r["status"])} {_e(r["assurance"])}" data-key="t{task["task"]}-r{r["round"]}"><td>{r["round"]}</td>'
+            f'<td class="when">{when}</td>'
             f'<td class="mono">{_e(_short(r["parent_sha256"], 16))}</td>'
             f'<td class="mono">{_e(_short(glob.get("sha256"), 16))}<br><span class="cid">{_e(glob.get("cid") or "")}</span></td>'
             f'<td>{_e(r["leader_name"] or "-")}</td><td>{_e(attempts)}</td>'
-            f'<td>{_e(contributors or "-")}{("<br><span class=dim>" + _e(others) + "</span>") if others else ""}</td>'
-            f'<td>{_e(", ".join(x["name"] + (" ✓" if x["agree"] else " ✗") for x in (fin or {}).get("attestations", [])) or "-")}</td>'
-            f'<td class="verdict">{verdict}</td></tr>')
-    return ('<table class="rounds"><thead><tr><th>round</th><th>parent</th><th>global model</th><th>leader</th>'
-            '<th>attempts</th><th>contributors (samples)</th><th>attestations</th><th>verified</th></tr></thead>'
+            f'<td>{_e(contributors or "-")}<br><span class=dim>{r["samples"]:,} samples in this round</span></td>'
+            f'<td>{_e(missing)}</td>'
+            f'<td>{_e(_attestation_cell(task, r))}</td>'
+            f'<td class="verdict">{_checked_cell(r)}</td></tr>')
+    return ('<table class="rounds"><thead><tr><th>round</th><th>opened / finalized</th><th>parent</th>'
+            '<th>global model</th><th>leader</th><th>attempts</th><th>contributors (samples claimed)</th>'
+            '<th>missing, and why</th><th>attestations</th><th>checked by</th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
@@ -167,17 +188,24 @@ def _contributions(task: dict) -> str:
     per: dict[str, dict] = {}
     for r in task["rounds"]:
         for u in r["updates"]:
-            o = per.setdefault(u["member"], {"name": u["name"], "rounds": [], "samples": 0, "excluded": 0})
+            o = per.setdefault(u["member"], {"name": u["name"], "rounds": [], "samples": [], "excluded": 0})
             if u["status"] == "included":
                 o["rounds"].append(r["round"])
-                o["samples"] += u["num_samples"]
+                o["samples"].append(u["num_samples"])
             elif u["status"] in ("excluded", "unavailable"):
                 o["excluded"] += 1
+
+    def per_round(samples: list[int]) -> str:
+        if not samples:
+            return "-"
+        lo, hi = min(samples), max(samples)
+        return f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
+
     rows = "".join(f'<tr><td>{_e(o["name"])}</td><td class="mono">{_e(m)}</td><td>{_e(", ".join(map(str, o["rounds"])) or "-")}</td>'
-                   f'<td>{o["samples"]:,}</td><td>{o["excluded"]}</td></tr>'
+                   f'<td>{per_round(o["samples"])}</td><td>{o["excluded"]}</td></tr>'
                    for m, o in sorted(per.items(), key=lambda kv: kv[1]["name"]))
     return ('<table class="orgs"><thead><tr><th>organisation</th><th>address</th><th>rounds contributed</th>'
-            f'<th>samples</th><th>excluded updates</th></tr></thead><tbody>{rows}</tbody></table>')
+            f'<th>samples claimed per round</th><th>excluded updates</th></tr></thead><tbody>{rows}</tbody></table>')
 
 
 CSS = """
@@ -222,7 +250,8 @@ svg text.chip { font-size: 10.5px; fill: #9a6700; }
 table { border-collapse: collapse; width: 100%; background: #fff; font-size: 12.5px; }
 th, td { border: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; }
-tr.failed td.verdict { color: var(--bad); } tr.verified td.verdict { color: var(--ok); }
+tr.failed td.verdict { color: var(--bad); } tr.attested td.verdict { color: var(--ok); }
+tr.recomputed_only td.verdict { color: #0969da; } td.when { white-space: nowrap; font-size: 12px; color: var(--dim); }
 .cid { color: var(--dim); font-size: 11px; word-break: break-all; }
 .dim { color: var(--dim); }
 .legend { color: var(--dim); font-size: 12px; margin: 6px 2px; }
@@ -332,16 +361,20 @@ def render(lineage: dict) -> str:
             f"<li>{'genesis' if f['round'] == 0 else 'round ' + str(f['round'])}: {_e(f['subject'])}: {_e(f['message'])} "
             f"[{_e(f['kind'])}]</li>" for f in failures) + "</ul>") if failures else ""
         done = [r for r in task["rounds"] if r["global"]]
+        attested = sum(1 for r in done if len(r["attested_by"]) >= max(task["quorum"], 1))
         sections.append(
             f"<h2>Task {task['task']} — rule <span class='mono'>{_e(task['rule'])}</span> {_e(json.dumps(params))}, "
             f"verified {verif}; {len(done)} of {task['max_rounds']} rounds finalized"
             f"{' (completed)' if task['completed'] else ''}; "
-            + (f"{task['verifiers_per_round']} verifiers per round, quorum {task['quorum']}" if task["verifiers_per_round"]
-               else "no verifiers (the leader is trusted)") + f"</h2>{fail_list}"
+            + (f"{task['verifiers_per_round']} verifiers per round asked, quorum {task['quorum']}: met in {attested} of "
+               f"{len(done)} rounds" if task["verifiers_per_round"] else "no verifiers asked (the leader is trusted)")
+            + f"</h2>{fail_list}"
             "<div class='legend'>Click a model for its details; clicking a global model dims everything it does not "
             "descend from (double-click the graph to reset). Updates hang under the global model they were "
             "aggregated into and were trained from the previous global model (their parent); "
-            "an arrow is a parent link.<b style='background:#1a7f37'></b>verified / included<b style='background:#cf222e'></b>failed / "
+            "an arrow is a parent link.<b style='background:#1a7f37'></b>attested by peers and recomputed by the audit / "
+            "included<b style='background:#0969da'></b>recomputed by the audit only (no peer attested)"
+            "<b style='background:#cf222e'></b>failed / "
             "unavailable<b style='background:#6e7781'></b>excluded<b style='background:#9a6700'></b>open</div>"
             f"<div class='scroll'>{_task_svg(task, members)}</div>"
             f"<h2>Rounds</h2>{_round_table(task)}<h2>Contributions</h2>{_contributions(task)}")

@@ -96,6 +96,10 @@ class RoundAudit:
     leader: str | None = None
     leader_name: str | None = None
     finalized_block: int | None = None
+    opened_block: int | None = None
+    opened_at: str | None = None  # UTC, from the blocks' timestamps (`audit` reads them)
+    finalized_at: str | None = None
+    members_at_open: list[tuple[str, str]] = field(default_factory=list)  # (address, name) of every member then
     recomputed_sha256: str | None = None
     match: str = ""
     checks: list[Check] = field(default_factory=list)
@@ -118,11 +122,47 @@ class RoundAudit:
         self.checks.append(Check(name, ok, detail))
         return ok
 
+    @property
+    def attested_by(self) -> list[str]:
+        """Names of the peers whose agreement finalized the round (none: no peer checked it)."""
+        fin = next((a for a in self.attempts if a.outcome == "finalized"), None)
+        return [x["name"] for x in fin.attestations if x["agree"]] if fin else []
+
+    @property
+    def assurance(self) -> str:
+        """Who checked the global model: `attested` (peers agreed, and the audit recomputed it),
+        `recomputed_only` (no peer attested: only this audit recomputed it), or the status."""
+        if self.status != "verified":
+            return self.status
+        return "attested" if self.attested_by else "recomputed_only"
+
+    def missing(self) -> list[dict]:
+        """Members of the consortium when the round opened whose update is not in its model, and why."""
+        out, seen = [], set()
+        for u in self.updates:
+            if u.status != "included" and u.in_round:
+                why = {"excluded": f"update excluded ({u.reason})" if u.reason else "update excluded",
+                       "unavailable": "update unavailable (its blob could not be fetched)"}.get(u.status, u.status)
+                out.append({"member": u.member, "name": u.name, "why": why})
+            elif u.status == "left_out":
+                out.append({"member": u.member, "name": u.name, "why": "left out: did not reveal its secret"})
+            seen.add(u.member)
+        for member, name in self.members_at_open:
+            if member not in seen:
+                out.append({"member": member, "name": name, "why": "no update submitted"})
+        return out
+
     def to_json(self) -> dict:
         return {
             "task": self.task,
             "round": self.round,
             "status": self.status,
+            "assurance": self.assurance,
+            "attested_by": self.attested_by,
+            "samples": sum(u.num_samples for u in self.contributors),
+            "missing": self.missing() if self.finalized else [],
+            "opened_at": self.opened_at,
+            "finalized_at": self.finalized_at,
             "parent_sha256": self.parent_sha256,
             "epochs": self.epoch + 1,
             "leader": self.leader,

@@ -45,6 +45,7 @@ class _Rebuild:
     def __init__(self, wanted_task: int | None):
         self.wanted = wanted_task
         self.members: dict[str, str] = {}
+        self.active: set[str] = set()
         self.tasks: dict[int, TaskAudit] = {}
         self._state: dict[tuple[int, int], dict] = {}  # (task, round) -> running digest etc.
         self._pending: dict[tuple[int, str], str] = {}  # (task, member) -> the commitment it must open next
@@ -56,6 +57,10 @@ class _Rebuild:
         for ev in events:
             if ev.name == "MemberAdded":
                 self.members[ev["member"]] = ev["name"]
+                self.active.add(ev["member"])
+                continue
+            if ev.name == "MemberRemoved":
+                self.active.discard(ev["member"])
                 continue
             task = ev.args.get("task")
             if task is None or (self.wanted is not None and task != self.wanted):
@@ -116,6 +121,8 @@ class _Rebuild:
         t = self.tasks[ev["task"]]
         rnd, parent = ev["round"], ev["parent"]
         r = RoundAudit(ev["task"], rnd, parent)
+        r.opened_block = ev.block_number
+        r.members_at_open = [(m, self.name(m)) for m in sorted(self.active, key=self.name)]
         prev = t.rounds[-1] if t.rounds else None
         if t.round(rnd) is not None:
             self._fail(r, "event_order", "RoundOpened event", f"round {rnd} was opened twice")

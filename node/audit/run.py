@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from datetime import datetime, timezone
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,6 +86,7 @@ def run_audit(chain: ChainClient, source: BlobSource, *, from_block: int = 0, ta
                              f"see `fedledger status` for the tasks there are")
         for t in tasks:
             check_against_state(chain, t, head)
+        _stamp_rounds(chain, tasks)
         subject = None
         if model is not None:
             subject = _resolve_model(tasks, model, members)
@@ -142,6 +144,23 @@ def run_audit(chain: ChainClient, source: BlobSource, *, from_block: int = 0, ta
     finally:
         if own_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _stamp_rounds(chain: ChainClient, tasks: list) -> None:
+    """When each round opened and finalized (UTC), from its blocks' timestamps."""
+    stamps: dict[int, str] = {}
+
+    def at(block: int | None) -> str | None:
+        if block is None:
+            return None
+        if block not in stamps:
+            t = chain.block_timestamp(block)
+            stamps[block] = datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return stamps[block]
+
+    for t in tasks:
+        for r in t.rounds:
+            r.opened_at, r.finalized_at = at(r.opened_block), at(r.finalized_block)
 
 
 def audit_live(rpc_url: str | None, contract: str | os.PathLike[str] | None, ipfs_url: str, task: int | None = None,

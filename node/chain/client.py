@@ -21,7 +21,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound, Web3RPCError
 from web3.middleware import ExtraDataToPOAMiddleware
 
-from ..errors import ChainError, ContractRevert, TransactionRejected
+from ..errors import ChainError, ContractRevert, InputError, TransactionRejected
 from ..protocol.inclusion import bitmap
 from ..protocol.types import (
     MemberView,
@@ -157,8 +157,8 @@ class ChainClient:
             raise ChainError(f"{method}: the chain node answered {resp['error']}")
         return resp["result"]
 
-    def latest_timestamp(self) -> int:
-        return self._rpc(lambda: self.w3.eth.get_block("latest")["timestamp"])
+    def block_timestamp(self, block: int | str = "latest") -> int:
+        return self._rpc(lambda: self.w3.eth.get_block(block)["timestamp"])
 
     def block_hash(self, number: int) -> str:
         """The hash of block `number`, as hex."""
@@ -328,6 +328,12 @@ class ChainClient:
 
     def task_config(self, task: int) -> TaskConfig:
         return TaskConfig.from_tuple(self._view("taskConfig", task))
+
+    def require_task(self, task: int) -> None:
+        """`InputError` unless `task` exists: a wrong id is the user's input, not the chain refusing."""
+        if not 0 <= task < (count := self.task_count()):
+            have = "no tasks yet" if count == 0 else f"tasks 0-{count - 1}" if count > 1 else "task 0 only"
+            raise InputError(f"there is no task {task} on this chain ({have}; `fedledger task list` shows them)")
 
     def task_state(self, task: int, block: int | str = "latest") -> TaskState:
         """The task's state, now or as it stood at `block`."""

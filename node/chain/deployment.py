@@ -7,7 +7,9 @@ to it), the deployment block (where lineage starts) and the admin. No keys, no s
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,17 +37,39 @@ class Deployment:
 
     @classmethod
     def load(cls, path: Path) -> "Deployment":
+        """Read and check a deployment file: `DeploymentError` naming the file and the key."""
         try:
             data = json.loads(Path(path).read_text())
         except OSError as exc:
             raise DeploymentError(f"cannot read deployment file {path}: {exc.strerror}") from exc
         except ValueError as exc:
             raise DeploymentError(f"deployment file {path} is not valid JSON") from exc
-        missing = {"chain_id", "address", "abi_sha256", "block"} - set(data)
+        if not isinstance(data, dict):
+            raise DeploymentError(f"deployment file {path} must hold a JSON object")
+        names = list(cls.__dataclass_fields__)
+        for key in data:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f"did you mean {close[0]}?" if close else f"the valid ones: {', '.join(names)}"
+                raise DeploymentError(f"deployment file {path}: unknown key {key!r}; {hint}")
+        missing = [k for k in ("chain_id", "address", "abi_sha256", "block", "admin", "tx_hash", "solc_version")
+                   if k not in data]
         if missing:
-            raise DeploymentError(f"deployment file {path} lacks {', '.join(sorted(missing))}")
-        fields = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in fields})
+            raise DeploymentError(f"deployment file {path} lacks {', '.join(missing)}")
+        for key, ok, what in (
+            ("chain_id", lambda v: _is_int(v) and v > 0, "a positive integer"),
+            ("block", lambda v: _is_int(v) and v >= 0, "a block number (an integer, 0 or more)"),
+            ("address", _is_address, "a contract address (0x and 40 hex digits)"),
+            ("admin", _is_address, "an account address (0x and 40 hex digits)"),
+            ("abi_sha256", lambda v: isinstance(v, str) and v != "", "the ABI's sha256 (a string)"),
+            ("tx_hash", lambda v: isinstance(v, str), "a transaction hash (a string)"),
+            ("solc_version", lambda v: isinstance(v, str), "a compiler version (a string)"),
+            ("rpc_url", lambda v: v is None or (isinstance(v, str) and re.match(r"^https?://", v)),
+             "null or an http:// URL"),
+        ):
+            if key in data and not ok(data[key]):
+                raise DeploymentError(f"deployment file {path}: {key} must be {what}, got {json.dumps(data[key])}")
+        return cls(**data)
 
     def client(self, rpc_url: str | None = None, account: LocalAccount | None = None, poa: bool = False,
                timeout: float = 60.0) -> ChainClient:
@@ -70,6 +94,14 @@ class Deployment:
                 "belongs to another chain, or the chain was reset; ask the consortium admin for the current one"
             )
         return client
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_address(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"0x[0-9a-fA-F]{40}", value) is not None
 
 
 def deploy(rpc_url: str, account: LocalAccount, out: Path | None = None, poa: bool = False,

@@ -42,7 +42,8 @@ def member_add(
     """Admit an organisation: addMember(address, name), signed with the admin's key.
 
     The chain refuses (exit 4) a caller that is not the admin (NotAdmin), an address that is
-    already a member (AlreadyMember) and an empty or too long name (InvalidArgument)."""
+    already a member (AlreadyMember), a name another address was admitted under (NameTaken: a name
+    names one organisation for good) and an empty or too long name (InvalidArgument)."""
     with reporting(as_json):
         from ..ops.access import chain_access, ether_to_wei, parse_address
 

@@ -103,6 +103,8 @@ def _snapshot(client, dep, task: Optional[int]) -> tuple[dict, list[str]]:
 
     members = {a: m["name"] for a, m in members_of(client, dep.block).items() if m["active"]}
     tasks = []
+    if task is not None:
+        client.require_task(task)
     ids = [task] if task is not None else range(client.task_count())
     for t in ids:
         cfg, st = client.task_config(t), client.task_state(t)
@@ -112,7 +114,8 @@ def _snapshot(client, dep, task: Optional[int]) -> tuple[dict, list[str]]:
             info = client.round_info(t, st.current_round)
             entry.update(phase=info.phase.name.lower(), updates=info.count, attempt=info.attempt,
                          leader=members.get(info.leader, info.leader) if info.leader else None,
-                         deadline=info.deadline, seconds_left=round(info.deadline - time.time(), 1))
+                         deadline=info.deadline, seconds_left=round(info.deadline - time.time(), 1),
+                         min_participants=cfg.min_participants)
             if info.phase in (Phase.AGGREGATION, Phase.VERIFICATION):
                 entry["verifiers"] = [members.get(v, v) for v in client.verifiers_of(t, st.current_round, info.attempt)]
         tasks.append(entry)
@@ -124,12 +127,34 @@ def _snapshot(client, dep, task: Optional[int]) -> tuple[dict, list[str]]:
                          f"{e['global_sha256'][:16]}")
         else:
             line = (f"task {e['task']} [{e['rule']}]: round {e['round']}/{e['max_rounds']} {e['phase']}, "
-                    f"{e['updates']} updates, deadline in {e['seconds_left']:.0f} s")
+                    f"{e['updates']} updates, {deadline_words(e)}")
             if e.get("leader"):
                 line += (f", leader {e['leader']} (attempt {e['attempt']}), verifiers "
                          f"{', '.join(e.get('verifiers', [])) or 'none'}")
             lines.append(line)
     return data, lines
+
+
+def deadline_words(e: dict) -> str:
+    """Where the round's deadline stands, in words: what may happen next once it has passed."""
+    left = e["seconds_left"]
+    if left >= 0:
+        return f"deadline in {left:.0f} s"
+    ago = f"passed {-left:.0f} s ago"
+    phase = e["phase"]
+    if phase == "submission":
+        need = e["min_participants"] - e["updates"]
+        if need > 0:
+            return (f"submission window {ago}; the round closes once {need} more member{'s' if need > 1 else ''} "
+                    f"submit{'' if need > 1 else 's'} (it needs {e['min_participants']})")
+        return f"submission window {ago}; any member may now close the round"
+    if phase == "reveal":
+        return f"reveal window {ago}; any member may now close the reveals (who did not reveal is left out)"
+    if phase == "aggregation":
+        return f"the leader's window {ago}; any member may now time it out and the next candidate leads"
+    if phase == "verification":
+        return f"verification window {ago}; any member may now time the attempt out"
+    return f"deadline {ago}"
 
 
 def register(app: typer.Typer) -> None:

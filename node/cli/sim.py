@@ -36,7 +36,11 @@ def sim(task: Optional[str] = typer.Option(None, "--task", hidden=True, help="De
         opts = SimOptions(**pick(SimOptions, options), training=pick(TrainingConfig, options, drop_none=True))
         opts.check()
         started = time.time()
-        report = run_sim(opts, say=lambda line: console.print(f"[dim]{time.time() - started:6.1f}s[/dim] {line}"))
+        try:
+            report = run_sim(opts, say=lambda line: console.print(f"[dim]{time.time() - started:6.1f}s[/dim] {line}"))
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            raise typer.Exit(130) from None
     print_rounds(report)
     print(f"final accuracy {report['final_accuracy']:.4f} (centralized baseline {report['centralized_accuracy']:.4f})")
     out = Path(opts.out)

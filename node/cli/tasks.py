@@ -187,13 +187,14 @@ def task_show(
 ) -> None:
     """Show one task: its settings, where the round stands, and its lineage: every finalized
     round's global model (cid, sha256, parent) with its leader and the updates it was built from,
-    read from the chain's event log. Refused with UnknownTask when there is no such task."""
+    read from the chain's event log. A task id the chain does not have is wrong input (exit 1)."""
     with reporting(as_json):
         from ..ops.access import chain_access, members_of
         from ..ops.tasks import task_config_dict, task_lineage, task_summary
 
         acc = chain_access(deployment=deployment, rpc=rpc, poa=poa, config=config)
         client = acc.client
+        client.require_task(task)
         members = members_of(client, acc.deployment.block)
         summary = task_summary(client, task, members)
         cfg = client.task_config(task)

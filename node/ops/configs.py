@@ -13,7 +13,7 @@ from .. import defaults
 from ..chain.deployment import Deployment
 from ..errors import InputError
 from ..peer.config import Chain, Ipfs, Keystore, NodeConfig, Organisation, Task, WorkloadSettings, parse_gateways
-from ..training.partition import parse_scheme
+from ..training.partition import check_partition, parse_scheme
 from ..training.api import load_workload
 from ..training.workloads import get_workload
 from .access import check_password_source, ipfs_api_of, parse_address, password_file_warning
@@ -48,9 +48,12 @@ def write_node_config(org: str, *, dir: Optional[Path], deployment: Optional[Pat
         spec = load_workload(workload, [workload_path or base])
     else:
         spec = get_workload(workload)
-    parse_scheme(partition)
     if org_index >= num_orgs:
         raise InputError(f"--org-index {org_index} must be below --num-orgs {num_orgs}")
+    if own:
+        parse_scheme(partition)
+    else:
+        check_partition(workload, partition, num_orgs, partition_seed, data)
     check_password_source(password)
     if data:  # read by `node run` from its own working directory: pin the path down now
         data = str(Path(data).expanduser().resolve())

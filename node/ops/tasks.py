@@ -221,6 +221,7 @@ def pull_model(client: ChainClient, ipfs: IpfsClient, task: int, out: Path, roun
     """Write the global model of `round_` (default: the latest finalized; 0: the genesis) of `task`
     to `out`, fetched through `ipfs` and checked against the sha256 the chain recorded; nothing is
     written unless it matches."""
+    client.require_task(task)
     cfg, st = client.task_config(task), client.task_state(task)
     last = st.current_round if st.completed else st.current_round - 1
     r = last if round_ is None else round_

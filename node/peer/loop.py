@@ -28,7 +28,7 @@ from ..chain.client import ChainClient
 from ..chain.heads import HeadWatcher
 from ..errors import ChainError, ContractRevert, StorageError
 from ..protocol.inclusion import bitmaps_for, inclusion_hash, indices
-from ..protocol.types import MemberView, RoundInfo
+from ..protocol.types import MemberView, Phase, RoundInfo
 from ..storage.ipfs import IpfsClient, IpfsTimeout, raw_cid
 from ..storage.modelfile import ModelSpec, read_model
 from ..training.config import TrainingConfig
@@ -96,6 +96,7 @@ class Peer:
         self.keep_others_updates = storage.keep_others_updates
         self.prefetch_max_bytes = int(storage.prefetch_max_mb * 2**20)
         self.me = chain.sender
+        chain.require_task(task)
         self.config = chain.task_config(task)
         self.fetch_timeout = fetch_timeout if fetch_timeout is not None else defaults.FETCH_TIMEOUT
         self.spec = ModelSpec.from_json(self.ipfs.cat(self.config.model_spec_cid, timeout=self.fetch_timeout))
@@ -178,8 +179,12 @@ class Peer:
             role = "leader"
         elif view.verifier:
             role = "verifier"
+        elif view.submitted:
+            role = "participant"
+        elif info.phase == Phase.SUBMISSION:
+            role = "not submitted yet"
         else:
-            role = "participant" if view.submitted else "not submitted yet"
+            role = f"not in this round (its submissions have closed); it joins from round {view.state.current_round + 1}"
         attempt = f" (attempt {info.attempt}{f', epoch {info.epoch}' if info.epoch else ''})" if info.leader else ""
         log.info("%s round %d/%d: %s%s, %d updates; this member: %s", self.name, view.state.current_round,
                  self.config.max_rounds, info.phase.name.lower(), attempt, info.count, role)
@@ -226,6 +231,11 @@ class Peer:
         try:
             tx = self.chain.submit_update(self.task, rnd, parent_sha, cid, sha, claimed, epoch=epoch)
         except ContractRevert as exc:
+            if exc.error in ("WrongPhase", "WrongRound", "RoundFull"):
+                log.info("%s round %d: closed before this member's update arrived (%s); it joins from round %d",
+                         self.name, rnd, "every place was taken" if exc.error == "RoundFull" else
+                         "its submission window ended", rnd + 1)
+                return
             if exc.error in SUBMIT_NOT_TAKEN:
                 log.info("%s round %d: update not taken (%s)", self.name, rnd, exc)
                 return

@@ -115,9 +115,9 @@ class SimOptions:
         self.plan().check()
         if self.ipfs_nodes is not None and not 1 <= self.ipfs_nodes <= self.orgs:
             raise InputError(f"--ipfs-nodes must be between 1 and --orgs ({self.orgs}), got {self.ipfs_nodes}")
-        from ..training.partition import parse_scheme
+        from ..training.partition import check_partition
 
-        parse_scheme(self.partition)
+        check_partition(self.workload, self.partition, self.orgs, self.seed)
         self.resolved_training()
         names = self.names
         for flag in ("restart_org", "drop_org", "restart_ipfs"):

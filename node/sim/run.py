@@ -10,6 +10,7 @@ in the run directory, so the run can be audited later.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import signal
 import subprocess
@@ -55,11 +56,26 @@ def run_sim(opts: SimOptions, say: Callable[[str], None] = print) -> dict:
     return _run_sim(opts, say)
 
 
+#: Written into --out when a run fails or is interrupted: the next run may take the directory over.
+INCOMPLETE = "INCOMPLETE"
+
+
+def claim_out(out: Path, say: Callable[[str], None]) -> None:
+    """Make `out` this run's: refuse a finished (or running) run, move a failed one aside."""
+    if (out / "report.json").exists():
+        raise SimError(f"{out} holds an earlier run; choose another --out (runs are kept for audit)")
+    if (out / INCOMPLETE).exists():
+        aside = out.with_name(f"{out.name}.failed-{time.strftime('%Y%m%d-%H%M%S')}")
+        out.rename(aside)
+        say(f"moved the run that failed in {out} aside to {aside}")
+    elif (out / "devnet.json").exists():
+        raise SimError(f"{out} holds a run that is still going or ended without a report; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+
 def _run_sim(opts: SimOptions, say: Callable[[str], None]) -> dict:
     out = Path(opts.out).resolve()
-    if (out / "report.json").exists() or (out / "devnet.json").exists():
-        raise SimError(f"{out} holds an earlier run; choose another --out (runs are kept for audit)")
-    out.mkdir(parents=True, exist_ok=True)
+    claim_out(out, say)
     (out / "sim.json").write_text(json.dumps(asdict(opts), indent=2) + "\n")
     workload = get_workload(opts.workload)
     training = opts.resolved_training()
@@ -159,6 +175,12 @@ def _run_sim(opts: SimOptions, say: Callable[[str], None]) -> dict:
             say(f"warning: node {', '.join(unclean)} did not end cleanly (exit code or traceback in node.log; "
                 "see report.json's nodes)")
         return report
+    except BaseException as exc:  # a failure or Ctrl-C: keep what the run wrote, free --out for the next one
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        (out / INCOMPLETE).write_text(json.dumps({"reason": reason, "at": time.time()}) + "\n")
+        say(f"stopped; kept the logs and the chain state in {out} (node logs: orgs/*/node.log); the same --out "
+            "may be used again (this run is then moved aside)")
+        raise
     finally:
         for p in procs.values():
             if p.poll() is None:
@@ -173,6 +195,21 @@ def _run_sim(opts: SimOptions, say: Callable[[str], None]) -> dict:
         anvil.stop()
         Devnet(run_dir=out, anvil=anvil,
                ipfs={d.name: {"repo": str(d.repo_dir)} for d in daemons}).save()
+
+
+def last_error_line(log: Path) -> str | None:
+    """The last `error: ...` line (or traceback's exception line) a node wrote before it exited."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        text = line.strip()
+        if text.startswith("error:"):
+            return text[len("error:"):].strip()
+        if text and not line[0].isspace() and re.match(r"^[A-Za-z_.]+(Error|Exception): ", text):
+            return text
+    return None
 
 
 def watch(admin: ChainClient, task: int, opts: SimOptions, procs: dict, say: Callable[[str], None],
@@ -220,7 +257,10 @@ def watch(admin: ChainClient, task: int, opts: SimOptions, procs: dict, say: Cal
             last_line = line
         dead = [n for n, p in procs.items() if p.poll() is not None and p.returncode != 0]
         if len(dead) == len(procs):
-            raise SimError(f"every node process exited with an error; see {Path(opts.out) / 'orgs'}/*/node.log")
+            logs = Path(opts.out) / "orgs"
+            why = last_error_line(logs / dead[0] / "node.log")
+            raise SimError(f"every node process exited with an error{f' ({dead[0]}: {why})' if why else ''}; "
+                           f"see {logs}/*/node.log")
         if time.time() > deadline:
             raise SimError(f"the federation did not finish within {opts.timeout:.0f} s")
         time.sleep(0.02)

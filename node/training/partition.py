@@ -112,6 +112,20 @@ def partition(
     return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
 
 
+def check_partition(workload: str, scheme: str, num_orgs: int, seed: int, data: str | None = None) -> None:
+    """`InputError` unless the built-in `workload`'s training data splits into `num_orgs` shares
+    by `scheme`: a command checks this before it starts anything, not after its nodes fail."""
+    from ..errors import InputError
+    from .workloads import get_workload
+
+    parse_scheme(scheme)
+    y_train = get_workload(workload).load_data(data)[1]
+    try:
+        partition(y_train, num_orgs, scheme, seed)
+    except ValueError as exc:
+        raise InputError(f"{workload} cannot be split {scheme} among {num_orgs} organisations: {exc}") from exc
+
+
 def label_counts(y: np.ndarray, parts: list[np.ndarray], num_classes: int | None = None) -> np.ndarray:
     """Examples per (organisation, class): the label distribution a report shows."""
     labels = _check_labels(y)

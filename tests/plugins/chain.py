@@ -43,7 +43,7 @@ class Ledger:
         self.w3.provider.make_request("evm_mine", [])
 
     def now(self) -> int:
-        return self.admin.latest_timestamp()
+        return self.admin.block_timestamp()
 
 
 @pytest.fixture(scope="session")
