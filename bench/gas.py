@@ -118,8 +118,8 @@ def timeout_gas(rpc_url: str) -> int:
     admin = ChainClient(rpc_url, None, funder)
     admin.deploy()
     clients = [ChainClient(rpc_url, admin.address, Account.from_key(k), artifact=admin.artifact) for k in DEV_KEYS]
-    for c in clients:
-        admin.add_member(c.sender, "org")
+    for i, c in enumerate(clients):
+        admin.add_member(c.sender, f"org{i}")
     task, _ = admin.create_task(TaskConfig("bafkspec", "bafkgen", h("g"), "fedavg", b"{}", 10, 10, 60, 60, 60, 2, 2, 3))
     for i, c in enumerate(clients):
         c.submit_update(task, 1, h("g"), CID, h(f"u{i}"), 100)  # the tenth closes the window

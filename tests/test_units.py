@@ -140,3 +140,18 @@ def test_old_spellings_of_the_workload_option_still_work_and_say_what_to_write(t
     assert old_init.exit_code == 0, old_init.output
     assert "--builtin NAME is deprecated; use --workload NAME" in old_init.stderr
     assert NodeConfig.load(tmp_path / "org1" / "node.toml").workload.builtin == "breast-cancer"
+
+
+def test_status_says_what_a_passed_deadline_allows_in_words():
+    from fedledger.node.cli.node import deadline_words
+
+    def words(phase, left, updates=0, need=2):
+        return deadline_words({"phase": phase, "seconds_left": left, "updates": updates, "min_participants": need})
+
+    assert words("submission", 12.4) == "deadline in 12 s"
+    assert words("submission", -207, updates=1) == ("submission window passed 207 s ago; the round closes once 1 more "
+                                                     "member submits (it needs 2)")
+    assert words("submission", -5, updates=0, need=3).endswith("once 3 more members submit (it needs 3)")
+    assert words("submission", -207, updates=2) == "submission window passed 207 s ago; any member may now close the round"
+    assert "next candidate leads" in words("aggregation", -3) and "time the attempt out" in words("verification", -1)
+    assert "-" not in words("reveal", -9)

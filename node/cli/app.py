@@ -16,6 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: option names are never cut, whatever the terminal width
     epilog=EXIT_CODES_HELP,
     context_settings={"max_content_width": 120},
 )

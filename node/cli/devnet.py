@@ -45,8 +45,12 @@ def devnet_down(
         net = Devnet.load(dir)
         if net.anvil is None:
             raise InputError(f"no devnet recorded in {dir}")
+        from ..procs import pid_alive
+
+        was_running = pid_alive(net.anvil.pid)
         net.down()
-        print(f"stopped; state kept in {net.anvil.state_file}")
+        print(f"stopped; state kept in {net.anvil.state_file}" if was_running else
+              f"nothing to stop: the devnet in {dir} was not running (its state is in {net.anvil.state_file})")
 
 
 @devnet_app.command("status", epilog=EXIT_CODES_HELP)

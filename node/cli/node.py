@@ -21,6 +21,9 @@ node_app = typer.Typer(help="Run this organisation's peer node.", no_args_is_hel
 def node_run(
     config: Path = typer.Option(..., "--config", help="The organisation's TOML config (see `fedledger init`)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also log lost races and other routine detail."),
+    log_file: Optional[Path] = typer.Option(None, "--log", help="Write the whole log to this file (appended) and "
+                                            "show only progress (round, phase, this member's role), warnings and "
+                                            "errors on the terminal."),
 ) -> None:
     """Take part in the configured task until it completes: submit updates, lead when elected,
     verify when picked, and call close/timeout when deadlines pass. Safe to restart at any time:
@@ -30,8 +33,22 @@ def node_run(
     from ..peer.build import build_peer
     from ..peer.config import NodeConfig
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    fmt = logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    terminal = logging.StreamHandler()
+    terminal.setFormatter(fmt)
+    handlers: list[logging.Handler] = [terminal]
+    if log_file is not None:
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            to_file = logging.FileHandler(log_file)
+        except OSError as exc:
+            from .output import fail
+
+            fail(False, 1, "InputError", f"cannot write the log file {log_file}: {exc.strerror}")
+        to_file.setFormatter(fmt)
+        handlers.append(to_file)
+        terminal.addFilter(lambda r: r.levelno >= logging.WARNING or getattr(r, "progress", False))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers)
     for noisy in ("httpx", "httpcore", "web3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -105,12 +105,9 @@ def task_create(
 
         if workload is None and genesis is None:
             raise InputError("give --workload NAME (its initial model for --seed) or --genesis FILE.safetensors")
-        params = parse_rule_params(rule_params)
+        params = parse_rule_params(rule_params, rule=rule)
         tensors = genesis_weights(workload, seed, genesis, workload_path)
         cfg = NodeConfig.load(config) if config is not None else None
-        ipfs = IpfsClient(ipfs_api_of(ipfs_api, ipfs_repo) or (cfg.ipfs.api_url if cfg else defaults.IPFS_API),
-                          timeout=60)
-        ipfs.id()  # unreachable: exit 3 before anything is written or sent
         acc = chain_access(deployment=deployment, rpc=rpc, poa=poa, config=config, keystore=keystore,
                            password=password, devnet=devnet, sign=True)
         if acc.client.admin() != acc.client.sender:  # what the chain would answer, before anything is written
@@ -123,8 +120,11 @@ def task_create(
                         max_samples=max_samples, reveal_window=reveal_window)
         plan.check()
         if n < min_p:
-            raise InputError(f"the consortium has {n} members and a round needs {min_p} (its leader and "
+            raise InputError(f"the consortium has {n} member{'' if n == 1 else 's'} and a round needs {min_p} (its leader and "
                              f"{verifiers} verifiers at least): admit more members first, or give fewer --verifiers")
+        ipfs = IpfsClient(ipfs_api_of(ipfs_api, ipfs_repo) or (cfg.ipfs.api_url if cfg else defaults.IPFS_API),
+                          timeout=60)
+        ipfs.id()  # unreachable: exit 3 before anything is written or sent
         task_dir = out / f"task{acc.client.task_count()}"
         if (task_dir / "task.json").exists():
             raise InputError(f"{task_dir} holds the record of an earlier task; choose another --out")

@@ -252,14 +252,20 @@ def task_config_dict(cfg: TaskConfig) -> dict[str, Any]:
     return out
 
 
-def parse_rule_params(text: str, option: str = "--rule-params") -> dict[str, Any]:
-    """Rule parameters given as JSON on the command line: an object, or `InputError`."""
+def parse_rule_params(text: str, option: str = "--rule-params", rule: str | None = None) -> dict[str, Any]:
+    """Rule parameters given as JSON on the command line: an object (that `rule` takes, if given),
+    or `InputError`."""
     try:
         params = json.loads(text)
     except ValueError as exc:
         raise InputError(f"{option} is not valid JSON: {exc}") from exc
     if not isinstance(params, dict):
         raise InputError(f"{option} must be a JSON object, e.g. '{{\"beta\": 0.1}}'")
+    if rule is not None:
+        try:
+            encode_params(rule, params)
+        except ValueError as exc:
+            raise InputError(f"{option}: {exc}") from exc
     return params
 
 

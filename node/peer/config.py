@@ -332,7 +332,7 @@ def _password_source(source: str, base: Path, lines: _Lines) -> str:
     not the working directory."""
     if source != "prompt" and not source.startswith(("env:", "file:")):
         raise ConfigError(f"{lines.at('keystore', 'password')}: [keystore] password must be prompt, env:VARIABLE "
-                          f"or file:PATH, got {source!r}")
+                          "or file:PATH: where the password comes from, never the password itself")
     if source.startswith("file:"):
         path = Path(source[5:]).expanduser()
         if not path.is_absolute():

@@ -45,6 +45,8 @@ FINAL_REFUSALS = {"WrongPhase", "WrongRound", "WrongAttempt", "TooLate", "Alread
                   "NotVerifier", "NotMember", "UnknownTask", "RoundNotStored", "TaskAlreadyCompleted", "InvalidArgument",
                   "AgreementMismatch", "BadInclusion"}
 #: Refusals of a submission that mean the update is simply not taken this round.
+#: Log lines that say where the task stands: `node run --log FILE` still shows them on the terminal.
+PROGRESS = {"progress": True}
 SUBMIT_NOT_TAKEN = {"DuplicateUpdate", "WrongPhase", "WrongRound", "StaleParent", "RoundFull"}
 
 
@@ -122,7 +124,7 @@ class Peer:
         makes one on a devnet, this node's own included) and at least once a second for the
         deadlines. With a `HeadWatcher` the chain node pushes each block; without one, or while
         its subscription is down, the loop asks for the block number every `poll_seconds`."""
-        log.info("%s joins task %d as %s (rule %s)", self.name, self.task, self.me, self.config.rule_id)
+        log.info("%s joins task %d as %s (rule %s)", self.name, self.task, self.me, self.config.rule_id, extra=PROGRESS)
         last_block, last_tick = -1, 0.0
         try:
             while not should_stop():
@@ -141,7 +143,7 @@ class Peer:
                             c = self.downloads.counts
                             log.info("%s: task %d completed; fetched %d blobs from gateways and %d through the swarm "
                                      "(%d gateway failures; %d of its own)", self.name, self.task, c["gateway"],
-                                     c["swarm"], c["gateway_failed"], c["own"])
+                                     c["swarm"], c["gateway_failed"], c["own"], extra=PROGRESS)
                             return
                 except (ChainError, StorageError, OSError) as exc:
                     # The chain node or our IPFS node is down or restarting: nothing is lost, the next
@@ -187,7 +189,7 @@ class Peer:
             role = f"not in this round (its submissions have closed); it joins from round {view.state.current_round + 1}"
         attempt = f" (attempt {info.attempt}{f', epoch {info.epoch}' if info.epoch else ''})" if info.leader else ""
         log.info("%s round %d/%d: %s%s, %d updates; this member: %s", self.name, view.state.current_round,
-                 self.config.max_rounds, info.phase.name.lower(), attempt, info.count, role)
+                 self.config.max_rounds, info.phase.name.lower(), attempt, info.count, role, extra=PROGRESS)
 
     def act(self, step: Step, info: RoundInfo, parent_sha: str, parent_cid: str) -> None:
         """Carry out one step `decide` chose."""
@@ -234,7 +236,7 @@ class Peer:
             if exc.error in ("WrongPhase", "WrongRound", "RoundFull"):
                 log.info("%s round %d: closed before this member's update arrived (%s); it joins from round %d",
                          self.name, rnd, "every place was taken" if exc.error == "RoundFull" else
-                         "its submission window ended", rnd + 1)
+                         "its submission window ended", rnd + 1, extra=PROGRESS)
                 return
             if exc.error in SUBMIT_NOT_TAKEN:
                 log.info("%s round %d: update not taken (%s)", self.name, rnd, exc)

@@ -60,22 +60,24 @@ def run_sim(opts: SimOptions, say: Callable[[str], None] = print) -> dict:
 INCOMPLETE = "INCOMPLETE"
 
 
-def claim_out(out: Path, say: Callable[[str], None]) -> None:
-    """Make `out` this run's: refuse a finished (or running) run, move a failed one aside."""
+def claim_out(out: Path, say: Callable[[str], None], shown: str | None = None) -> None:
+    """Make `out` this run's: refuse a finished (or running) run, move a failed one aside.
+    `shown`: the directory as the user named it, for messages."""
+    shown = shown or str(out)
     if (out / "report.json").exists():
-        raise SimError(f"{out} holds an earlier run; choose another --out (runs are kept for audit)")
+        raise SimError(f"{shown} holds an earlier run; choose another --out (runs are kept for audit)")
     if (out / INCOMPLETE).exists():
         aside = out.with_name(f"{out.name}.failed-{time.strftime('%Y%m%d-%H%M%S')}")
         out.rename(aside)
         say(f"moved the run that failed in {out} aside to {aside}")
     elif (out / "devnet.json").exists():
-        raise SimError(f"{out} holds a run that is still going or ended without a report; choose another --out")
+        raise SimError(f"{shown} holds a run that is still going or ended without a report; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
 
 
 def _run_sim(opts: SimOptions, say: Callable[[str], None]) -> dict:
     out = Path(opts.out).resolve()
-    claim_out(out, say)
+    claim_out(out, say, opts.out)
     (out / "sim.json").write_text(json.dumps(asdict(opts), indent=2) + "\n")
     workload = get_workload(opts.workload)
     training = opts.resolved_training()
