@@ -103,6 +103,10 @@ class DevnetError(FedledgerError):
     """The local devnet could not be started or found; the message says what to do."""
 
 
+class AnchorMismatch(VerificationFailed):
+    """The chain under audit does not contain the block the auditor anchored it to: another chain."""
+
+
 class AuditError(UnreachableError):
     """The audit could not run (no chain, no contract, unusable run directory); the message says
     what to do. A lineage that fails verification is not an error: it is an `AuditResult`."""

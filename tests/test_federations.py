@@ -102,3 +102,21 @@ def test_the_same_seed_gives_the_same_global_models_byte_for_byte_on_a_second_ru
     # Different leaders or a different election cannot change the bytes: only the inputs can.
     other = run_sim(SimOptions(orgs=3, rounds=1, out=str(tmp_path / "other"), seed=12), say=lambda _: None)
     assert other["rounds"][0]["model_sha256"] != first[0]
+
+    # The second run is a forgery of the first as far as keys go: the same public devnet keys, the
+    # same contract address, genesis and global models. Its audit passes, and says why that proves
+    # little; anchored to a block of the genuine chain it fails, naming the anchor.
+    from tests.test_cli import fedledger
+
+    genuine = fedledger("audit", "--run", tmp_path / "run1", "--json", "-q")
+    assert genuine.returncode == 0, genuine.stderr
+    a = json.loads(genuine.stdout)["source"]["anchor"]
+    assert a["chain_id"] == 31337 and a["head_block"] > 0 and a["code_keccak"].startswith("0x")
+    anchor = f"{a['head_block']}:{a['head_block_hash']}"
+    forged = fedledger("audit", "--run", tmp_path / "run2", "-q")
+    assert forged.returncode == 0 and "warning: this chain uses the public devnet keys" in forged.stdout, forged.stdout
+    anchored = fedledger("audit", "--run", tmp_path / "run2", "--anchor", anchor, "-q")
+    assert anchored.returncode == 5, anchored.stdout + anchored.stderr
+    assert f"does not contain the anchor {anchor}" in anchored.stderr and "Traceback" not in anchored.stderr
+    again = fedledger("audit", "--run", tmp_path / "run1", "--anchor", anchor, "-q")
+    assert again.returncode == 0 and f"contains the anchor {a['head_block']}:" in again.stdout, again.stdout

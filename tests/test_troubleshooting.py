@@ -127,6 +127,8 @@ CASES = [
           "1000", "--org-index", "3"], EXIT_INPUT, r"digits-mlp cannot be split shards:2 among 1000 organisations"),
     Case("`init` with a password on the command line", ["init", "org9", "--dir", "org9", "--password", "hunter2"],
          EXIT_INPUT, r"password"),
+    Case("an audit anchor that is not BLOCK:HASH", ["audit", "--run", "earlier", "--anchor", "12"], EXIT_INPUT,
+         r"--anchor '12' must be BLOCK:HASH"),
     Case("`devnet down` where no devnet was started", ["devnet", "down", "--dir", "nowhere"], EXIT_INPUT,
          r"no devnet recorded in nowhere"),
 ]

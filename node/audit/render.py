@@ -129,6 +129,16 @@ def print_report(result: AuditResult, console=None) -> None:
     else:
         console.print(f"[red]lineage broken[/red]: {len(result.failures)} failed check"
                       f"{'s' if len(result.failures) != 1 else ''}; first broken link: {escape(str(first))}", soft_wrap=True)
+    a = result.source.get("anchor")
+    if a:
+        anchored = result.source.get("anchored_to")
+        console.print(f"trusted: chain {a['chain_id']} (genesis block {a['genesis_block_hash']}), contract "
+                      f"{a['contract']} (code keccak {a['code_keccak'][:18]}...), read up to block "
+                      f"{a['head_block']}:{a['head_block_hash']}"
+                      + (f"; contains the anchor {anchored[0]}:{anchored[1][:18]}..." if anchored else ""),
+                      soft_wrap=True)
+    for w in result.source.get("warnings", []):
+        console.print(f"[yellow]warning[/yellow]: {escape(w)}", soft_wrap=True)
     tm = result.timing
     parts = [f"{k.replace('_', ' ')} {tm[k]:.2f} s" for k in ("start_chain", "start_ipfs", "events", "fetch", "verify",
                                                                "stop") if k in tm]

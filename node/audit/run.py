@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -16,11 +17,16 @@ from datetime import datetime, timezone
 from collections.abc import Callable
 from pathlib import Path
 
+from typing import Any
+
+from eth_account import Account
+from eth_utils import keccak
+
 from .. import defaults
 from ..chain.client import ChainClient
 from ..chain.deployment import Deployment
-from ..chain.devnet import CHAIN_ID, AnvilNode
-from ..errors import AuditError, ChainError, DeploymentError, DevnetError, StorageError
+from ..chain.devnet import CHAIN_ID, DEV_KEYS, AnvilNode
+from ..errors import AnchorMismatch, AuditError, InputError, ChainError, DeploymentError, DevnetError, StorageError
 from .blobs import BlobSource, Fetcher, LiveIpfs, RunIpfs
 from .model import AuditResult, TaskAudit
 from .render import ancestry
@@ -65,12 +71,65 @@ def _resolve_model(tasks: list[TaskAudit], ref: str, members: dict[str, str]) ->
     return hit
 
 
+def parse_anchor(text: str) -> tuple[int, str]:
+    """`BLOCK:HASH` (a block number and its 0x-prefixed 32-byte hash), or `AuditError`."""
+    block, sep, block_hash = text.partition(":")
+    if not sep or not block.isdigit() or not re.fullmatch(r"0x[0-9a-fA-F]{64}", block_hash):
+        raise InputError(f"--anchor {text!r} must be BLOCK:HASH, e.g. 1234:0x{'ab' * 32}")
+    return int(block), block_hash.lower()
+
+
+def trust_anchor(chain: ChainClient, head: int) -> dict[str, Any]:
+    """What this audit trusted: the chain (its id and genesis block), the contract (address and
+    code hash) and the head block it read up to. Another auditor with the same anchor audited the
+    same record."""
+    w3 = chain.w3
+    try:
+        genesis, top = w3.eth.get_block(0), w3.eth.get_block(head)
+        code = bytes(w3.eth.get_code(chain.address))
+    except Exception as exc:  # web3 raises many kinds for a chain node that fails
+        raise AuditError(f"the chain node at {chain.rpc_url} did not give its blocks: {exc}") from exc
+    return {"chain_id": chain.chain_id, "genesis_block_hash": "0x" + bytes(genesis["hash"]).hex(),
+            "contract": chain.address, "code_keccak": "0x" + keccak(code).hex(), "head_block": head,
+            "head_block_hash": "0x" + bytes(top["hash"]).hex()}
+
+
+def check_anchor(chain: ChainClient, anchor: tuple[int, str], head: int) -> None:
+    """`AnchorMismatch` (exit 5) unless block `anchor[0]` of the chain under audit has hash `anchor[1]`."""
+    block, want = anchor
+    if block > head:
+        raise AnchorMismatch(f"the chain under audit does not contain the anchor {block}:{want}: it ends at block "
+                             f"{head} (another chain, or a rebuilt one)")
+    try:
+        got = "0x" + bytes(chain.w3.eth.get_block(block)["hash"]).hex()
+    except Exception as exc:
+        raise AuditError(f"the chain node at {chain.rpc_url} did not give block {block}: {exc}") from exc
+    if got != want:
+        raise AnchorMismatch(f"the chain under audit does not contain the anchor {block}:{want}: its block {block} "
+                             f"is {got} (another chain, or a rebuilt one)")
+
+
+def devnet_key_warning(chain: ChainClient, members: dict[str, str]) -> str | None:
+    """A warning when the contract's admin or a member is a public devnet account: anyone holds those
+    keys, so anyone can rebuild a chain that tells the same story under other names."""
+    public = {Account.from_key(k).address: i for i, k in enumerate(DEV_KEYS)}
+    admin = chain.admin()
+    named = [f"the admin {admin} (dev account {public[admin]})"] if admin in public else []
+    named += [f"{name} {addr} (dev account {public[addr]})" for addr, name in members.items() if addr in public]
+    if not named:
+        return None
+    return (f"this chain uses the public devnet keys ({', '.join(named[:3])}{', ...' if len(named) > 3 else ''}): "
+            "anyone can rebuild a chain with the same contract address, genesis and models; audit it against a "
+            "block hash from a member's own chain node (--anchor BLOCK:HASH)")
+
+
 def run_audit(chain: ChainClient, source: BlobSource, *, from_block: int = 0, task: int | None = None,
               model: str | None = None, fetch_timeout: float = defaults.FETCH_TIMEOUT,
               scratch: Path | None = None, say: Callable[[str], None] | None = None,
-              timing: dict[str, float] | None = None) -> AuditResult:
+              timing: dict[str, float] | None = None, anchor: tuple[int, str] | None = None) -> AuditResult:
     """Audit the lineage of `task` (default: every task) on `chain`, fetching blobs from `source`.
-    With `model`, only that model's task up to its round is audited (its ancestry)."""
+    With `model`, only that model's task up to its round is audited (its ancestry). With `anchor`
+    (block, hash), the chain must contain that block (`AnchorMismatch` otherwise)."""
     say = say or (lambda _line: None)
     timing = dict(timing or {})
     own_scratch = scratch is None
@@ -79,8 +138,14 @@ def run_audit(chain: ChainClient, source: BlobSource, *, from_block: int = 0, ta
         t0 = time.perf_counter()
         # One block fixes what is audited: a live federation may move on while the audit runs.
         head = chain.block_number()
+        if anchor is not None:
+            check_anchor(chain, anchor, head)
+        trusted = trust_anchor(chain, head)
         events = chain.events(from_block=from_block, to_block=head)
         tasks, members = rebuild_lineage(events, task)
+        warnings = [w for w in (devnet_key_warning(chain, members),) if w]
+        for w in warnings:
+            say(f"warning: {w}")
         if task is not None and not tasks:
             raise AuditError(f"no task {task} on FedLedger {chain.address} (from block {from_block}): "
                              f"see `fedledger status` for the tasks there are")
@@ -135,7 +200,9 @@ def run_audit(chain: ChainClient, source: BlobSource, *, from_block: int = 0, ta
                 verify_round(t, r, fetcher, scratch)
         timing["verify"] = time.perf_counter() - t3
         result = AuditResult(tasks, members, {"rpc_url": chain.rpc_url, "chain_id": chain.chain_id,
-                                              "contract": chain.address, "from_block": from_block},
+                                              "contract": chain.address, "from_block": from_block,
+                                              "anchor": trusted, "anchored_to": list(anchor) if anchor else None,
+                                              "warnings": warnings},
                              {k: round(v, 3) for k, v in timing.items()},
                              {"count": len(fetcher.blobs), "bytes": fetcher.fetched_bytes}, subject)
         if subject is not None:
@@ -166,7 +233,7 @@ def _stamp_rounds(chain: ChainClient, tasks: list) -> None:
 def audit_live(rpc_url: str | None, contract: str | os.PathLike[str] | None, ipfs_url: str, task: int | None = None,
                *, deployment: str | os.PathLike[str] | None = None, from_block: int | None = None, poa: bool = False,
                model: str | None = None, fetch_timeout: float = defaults.FETCH_TIMEOUT,
-               say: Callable[[str], None] | None = None) -> AuditResult:
+               say: Callable[[str], None] | None = None, anchor: tuple[int, str] | None = None) -> AuditResult:
     """Audit a live federation: `contract` is the FedLedger address, or a deployment file (also
     accepted as `deployment=`; it gives the chain id, the first block and, if recorded, the RPC URL)."""
     t0 = time.perf_counter()
@@ -189,7 +256,7 @@ def audit_live(rpc_url: str | None, contract: str | os.PathLike[str] | None, ipf
     source = LiveIpfs(ipfs_url)
     try:
         result = run_audit(chain, source, from_block=start, task=task, model=model, fetch_timeout=fetch_timeout,
-                           say=say, timing={"start_chain": time.perf_counter() - t0})
+                           say=say, timing={"start_chain": time.perf_counter() - t0}, anchor=anchor)
     finally:
         source.close()
     result.source.update(kind="live", ipfs_url=ipfs_url)
@@ -199,7 +266,7 @@ def audit_live(rpc_url: str | None, contract: str | os.PathLike[str] | None, ipf
 
 def audit_run(run_dir: str | os.PathLike[str], task: int | None = None, *, model: str | None = None,
               fetch_timeout: float = defaults.FETCH_TIMEOUT, scratch: str | os.PathLike[str] | None = None,
-              say: Callable[[str], None] | None = None) -> AuditResult:
+              say: Callable[[str], None] | None = None, anchor: tuple[int, str] | None = None) -> AuditResult:
     """Audit a finished run directory: restart its chain (Anvil from OUT/chain/state.json, with the
     recorded chain id, on a fresh port) and the IPFS repos that hold its blobs, audit, stop them.
     Everything runs on scratch copies, so the run directory is left exactly as it was."""
@@ -234,7 +301,7 @@ def audit_run(run_dir: str | os.PathLike[str], task: int | None = None, *, model
         source = RunIpfs(run, work)
         timing = {"start_chain": time.perf_counter() - t0}
         result = run_audit(chain, source, from_block=dep.block, task=task, model=model, fetch_timeout=fetch_timeout,
-                           scratch=work, say=say, timing=timing)
+                           scratch=work, say=say, timing=timing, anchor=anchor)
         result.source.update(kind="run", run_dir=str(run), rpc_url=None, ipfs_repos=sorted(source.repos),
                              ipfs_nodes_started=len(source.daemons))
     except (DevnetError, StorageError) as exc:  # StorageError: an IPFS repo of the run would not start

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from .. import defaults
-from ..errors import EXIT_BROKEN, EXIT_OK, EXIT_USAGE, AuditError
+from ..errors import EXIT_BROKEN, EXIT_OK, EXIT_USAGE
 from .output import EXIT_CODES_HELP, fail, reflow
 
 
@@ -34,18 +34,25 @@ def audit(
     from_block: Optional[int] = typer.Option(None, "--from-block", help="First block to read events from (default: "
                                                                         "the deployment block, or 0)."),
     poa: bool = typer.Option(False, "--poa", help="The chain is proof-of-authority (Besu QBFT, Clique)."),
+    anchor: Optional[str] = typer.Option(None, "--anchor", help="BLOCK:HASH of a block the chain must contain (ask "
+                                         "any member's own chain node, or take the head an earlier audit printed): "
+                                         "a chain without it fails with exit 5, whatever it holds."),
     as_json: bool = typer.Option(False, "--json", help="Print the lineage JSON instead of the table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
 ) -> None:
     """Verify model lineage from contract events alone: every update and global model fetched and
     checked against its on-chain sha256, every parent link back to genesis, every aggregate
-    recomputed with the task's rule. Exit 0 when everything verifies, 5 naming the first broken
-    link, 3 when the audit could not run."""
+    recomputed with the task's rule. It prints what it trusted (chain id, genesis block hash,
+    contract address and code hash, the head block it read), warns when the chain uses the public
+    devnet keys, and with --anchor checks that the chain contains a block known from elsewhere. Exit
+    0 when everything verifies, 5 naming the first broken link or a missing anchor, 3 when the audit
+    could not run."""
     from rich.console import Console
     from rich.markup import escape
 
     from ..audit.render import export, print_report
-    from ..audit.run import audit_live, audit_run
+    from ..audit.run import audit_live, audit_run, parse_anchor
+    from ..errors import FedledgerError
 
     err = Console(stderr=True, highlight=False)
     started = time.perf_counter()
@@ -61,13 +68,14 @@ def audit(
         fail(False, EXIT_USAGE, "Usage", "give --run DIR, or --rpc URL --contract ADDR --ipfs URL "
                                          "(or --deployment FILE instead of --contract)")
     try:
+        anchored = parse_anchor(anchor) if anchor is not None else None
         if run is not None:
-            result = audit_run(run, task, model=model, fetch_timeout=fetch_timeout, say=say)
+            result = audit_run(run, task, model=model, fetch_timeout=fetch_timeout, say=say, anchor=anchored)
         else:
             result = audit_live(rpc, contract, ipfs, task, deployment=deployment, from_block=from_block, poa=poa,
-                                model=model, fetch_timeout=fetch_timeout, say=say)
-    except AuditError as exc:
-        fail(False, exc.exit_code, exc.kind, str(exc))
+                                model=model, fetch_timeout=fetch_timeout, say=say, anchor=anchored)
+    except FedledgerError as exc:
+        fail(as_json, exc.exit_code, exc.kind, str(exc))
     if export_dir is not None:
         json_path, html_path = export(result, export_dir)
         say(f"wrote {json_path} and {html_path}")
