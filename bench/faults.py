@@ -77,7 +77,12 @@ def main() -> int:
         outcomes = [[a["outcome"] for a in r["attempts"]] for r in rep["rounds"]]
         results["byzantine"] = {
             "trials": len(outcomes), "verifiers": 2,
-            "rejected_then_finalized": sum(o == ["rejected", "finalized"] for o in outcomes),
+            # Caught: a quorum of disagreement rejects the attempt; with a unanimous quorum (2 of 2)
+            # one disagreement already makes agreement unreachable and disputes it. Either way the
+            # next candidate leads.
+            "caught_then_finalized": sum(len(o) == 2 and o[0] in ("rejected", "disputed") and o[1] == "finalized"
+                                         for o in outcomes),
+            "caught_as": {k: sum(o[0] == k for o in outcomes) for k in ("rejected", "disputed")},
             "outcomes": outcomes, "final_accuracy": rep["final_accuracy"], **measured,
         }
 
@@ -106,8 +111,9 @@ def main() -> int:
                f"| {r['attacked_vs_clean_fedavg']:.3f} |" for r in results["signflip"]["rows"]]
     if "byzantine" in results:
         b = results["byzantine"]
-        md.append(f"\nByzantine leader, 2 verifiers: rejected and replaced in {b['rejected_then_finalized']} of "
-                  f"{b['trials']} seeded rounds.")
+        md.append(f"\nByzantine leader, 2 verifiers: caught and replaced in {b['caught_then_finalized']} of "
+                  f"{b['trials']} seeded rounds ({b['caught_as']['rejected']} rejected, {b['caught_as']['disputed']} "
+                  "disputed).")
     if "kill_leader" in results:
         k = results["kill_leader"]
         md.append(f"\nKilled leader (aggregation window {k['aggregation_window']} s): round finalized under the next "

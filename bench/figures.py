@@ -303,14 +303,16 @@ def faults_block(results: Path) -> str:
                                                                kill=fmt(k["failover_seconds"]),
                                                                kept=k["updates_in_round"], orgs=k["orgs"])
               if k else "not measured (`bench/faults.py --only kill`)")
-    byzantine = (f"rejected and replaced in {b['rejected_then_finalized']} of {b['trials']} seeded rounds" if b
+    byzantine = (f"caught and replaced in {b['caught_then_finalized']} of {b['trials']} seeded rounds "
+                 f"({b['caught_as']['rejected']} rejected, {b['caught_as']['disputed']} disputed)" if b
                  else "not measured (`bench/faults.py --only byzantine`)")
     verifiers = b["verifiers"] if b else 2
     rows = [
         ["leader killed before publishing (`--kill-leader-at`)", "any node calls `timeout` after the deadline; the "
          "next candidate leads; the killed leader is counted in `failedLeaderships`", killed],
         [f"leader publishes a wrong aggregate (`--byzantine-leader-at`), {verifiers} verifiers", "the verifiers' "
-         "recomputation differs: `Rejected`, next candidate", byzantine],
+         "recomputation differs: `Rejected` (a quorum disagrees) or `Disputed` (agreement became unreachable: "
+         "with quorum 2 of 2, one disagreement), next candidate", byzantine],
         ["every candidate fails", "the round reopens on the same parent, keeping every update", "contract test"],
         ["verifiers silent", "`Unverified`, next candidate (not held against the leader)", "contract test"],
         [f"{len(kinds)} kinds of malformed update ({', '.join(kinds)})", "excluded by the leader and every verifier "

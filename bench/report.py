@@ -187,8 +187,8 @@ def faults(d: dict) -> str:
                    "which a consortium sets per task.")
     b = d.get("byzantine")
     if b:
-        out.append(f"\nByzantine leader (publishes a wrong aggregate), {b['verifiers']} verifiers: rejected and "
-                   f"replaced in {b['rejected_then_finalized']} of {b['trials']} seeded rounds; final accuracy "
+        out.append(f"\nByzantine leader (publishes a wrong aggregate), {b['verifiers']} verifiers: caught and "
+                   f"replaced in {b['caught_then_finalized']} of {b['trials']} seeded rounds; final accuracy "
                    f"{fmt(b['final_accuracy'], 4)}.")
     sf = d.get("signflip")
     if sf:
