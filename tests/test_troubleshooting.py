@@ -207,7 +207,6 @@ def test_every_operator_mistake_gets_its_exit_code_and_one_line_and_the_readme_t
 def test_ctrl_c_stops_a_sim_says_what_it_kept_and_the_same_out_runs_again(tmp_path):
     import signal
     import subprocess
-    import time
 
     from tests.test_cli import console_script
 
@@ -215,17 +214,17 @@ def test_ctrl_c_stops_a_sim_says_what_it_kept_and_the_same_out_runs_again(tmp_pa
     proc = subprocess.Popen([*console_script(), "sim", "--orgs", "2", "--rounds", "50", "--verifiers", "1",
                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "COLUMNS": "200"})
-    deadline = time.time() + 120
-    while not list(out.glob("orgs/*/node.log")) and time.time() < deadline:
-        time.sleep(0.5)
-    time.sleep(3)  # the nodes are up and training
+    # Interrupt once the nodes are up and the first update is on chain: the sim's own progress lines.
+    for line in proc.stderr:
+        if re.search(r"round \d+/50: \w+, [1-9]\d*/2 updates", line):
+            break
+    assert proc.poll() is None, "the sim ended before its first update"
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stdout + stderr and "interrupted" in stderr, stderr
     assert f"kept the logs and the chain state in {out.resolve()}" in stderr, stderr
     assert (out / "INCOMPLETE").exists() and list(out.glob("orgs/*/node.log"))
-    time.sleep(1)
     left = []  # every process it started (Anvil, IPFS nodes, node processes) is gone
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
