@@ -1,21 +1,29 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {EnumerableSet} from "@openzeppelin/contracts/utils/structs/EnumerableSet.sol";
+
 /// @title Consortium
 /// @notice The member registry of a fedledger consortium: which organisations (an address plus a
-///         name) may take part, managed by one admin address. Every change emits an event.
-abstract contract Consortium {
+///         name) may take part. One address, the admin (`owner()`), admits and removes members and
+///         creates and cancels tasks. During bootstrap that is the deployer's key; bootstrap ends
+///         when the admin role moves to the consortium's MemberVote contract, after which only a
+///         vote of the members changes anything. The role moves in two steps (OpenZeppelin
+///         Ownable2Step: the new admin must accept), so a typo cannot lose it, and it cannot be
+///         renounced. Every change emits an event; `members()` enumerates the current members.
+abstract contract Consortium is Ownable2Step {
+    using EnumerableSet for EnumerableSet.AddressSet;
+
     struct Member {
         bool active;
         uint64 joinedAt;
         string name;
     }
 
-    /// @notice The address allowed to admit and remove members and to create tasks.
-    address public admin;
-    /// @notice Number of currently admitted members.
-    uint256 public memberCount;
     mapping(address => Member) internal _members;
+    EnumerableSet.AddressSet internal _active;
     /// @dev keccak256(name) => the address first admitted under it: a name names one organisation
     ///      for good, so the lineage never shows two members under one name.
     mapping(bytes32 => address) internal _nameHolder;
@@ -24,8 +32,6 @@ abstract contract Consortium {
     event MemberAdded(address indexed member, string name, address indexed by);
     /// @notice Emitted when `member` is removed by `by`.
     event MemberRemoved(address indexed member, address indexed by);
-    /// @notice Emitted when the admin role moves from `previous` to `next`.
-    event AdminTransferred(address indexed previous, address indexed next);
 
     /// @notice The caller is not the admin.
     error NotAdmin(address who);
@@ -38,14 +44,11 @@ abstract contract Consortium {
     /// @notice An argument is out of range; `what` names it.
     error InvalidArgument(string what);
 
-    constructor() {
-        admin = msg.sender;
-        emit AdminTransferred(address(0), msg.sender);
-    }
+    constructor() Ownable(msg.sender) {}
 
-    modifier onlyAdmin() {
-        if (msg.sender != admin) revert NotAdmin(msg.sender);
-        _;
+    /// @dev OpenZeppelin's onlyOwner, reverting with this contract's own error name.
+    function _checkOwner() internal view override {
+        if (owner() != msg.sender) revert NotAdmin(msg.sender);
     }
 
     modifier onlyMember() {
@@ -55,7 +58,7 @@ abstract contract Consortium {
 
     /// @notice Admit `member` under a human-readable `name`, which no other address was ever
     ///         admitted under (NameTaken). Admin only. Emits MemberAdded.
-    function addMember(address member, string calldata name) external onlyAdmin {
+    function addMember(address member, string calldata name) external onlyOwner {
         if (member == address(0)) revert InvalidArgument("member is the zero address");
         if (bytes(name).length == 0 || bytes(name).length > 64) revert InvalidArgument("name must be 1-64 bytes");
         if (_members[member].active) revert AlreadyMember(member);
@@ -64,24 +67,38 @@ abstract contract Consortium {
         if (holder != address(0) && holder != member) revert NameTaken(name, holder);
         _nameHolder[key] = member;
         _members[member] = Member({active: true, joinedAt: uint64(block.timestamp), name: name});
-        memberCount += 1;
+        _active.add(member);
         emit MemberAdded(member, name, msg.sender);
     }
 
-    /// @notice Remove `member`. Its past updates stay in the lineage record. Admin only.
-    ///         Emits MemberRemoved.
-    function removeMember(address member) external onlyAdmin {
+    /// @notice Remove `member`. Its past updates stay in the lineage record, and it still finishes
+    ///         the duties of rounds it already entered (reveal, lead, verify): removal never strands a
+    ///         round in progress. Admin only. Emits MemberRemoved.
+    function removeMember(address member) external onlyOwner {
         if (!_members[member].active) revert NotMember(member);
         _members[member].active = false;
-        memberCount -= 1;
+        _active.remove(member);
         emit MemberRemoved(member, msg.sender);
     }
 
-    /// @notice Hand the admin role to `next`. Admin only. Emits AdminTransferred.
-    function transferAdmin(address next) external onlyAdmin {
-        if (next == address(0)) revert InvalidArgument("admin is the zero address");
-        emit AdminTransferred(admin, next);
-        admin = next;
+    /// @notice The admin role cannot be given up: a consortium without one could never change again.
+    function renounceOwnership() public view override onlyOwner {
+        revert InvalidArgument("the admin role cannot be renounced");
+    }
+
+    /// @notice The admin: the deployer during bootstrap, the MemberVote contract after.
+    function admin() external view returns (address) {
+        return owner();
+    }
+
+    /// @notice Number of currently admitted members.
+    function memberCount() external view returns (uint256) {
+        return _active.length();
+    }
+
+    /// @notice The current members, in no fixed order (removal moves the last one into the gap).
+    function members() external view returns (address[] memory) {
+        return _active.values();
     }
 
     /// @notice Whether `who` is an admitted member.
@@ -89,7 +106,7 @@ abstract contract Consortium {
         return _members[who].active;
     }
 
-    /// @notice The name `who` was admitted under, and whether it is still a member.
+    /// @notice The name `who` was admitted under, whether it is still a member, and when it joined.
     function memberInfo(address who) external view returns (bool active, string memory name, uint64 joinedAt) {
         Member storage m = _members[who];
         return (m.active, m.name, m.joinedAt);

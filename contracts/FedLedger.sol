@@ -69,6 +69,7 @@ contract FedLedger is Consortium {
 
     struct TaskState {
         bool completed;
+        bool cancelled; // completed by cancelTask, not by running all its rounds
         uint32 currentRound;
         bytes32 globalSha256;
     }
@@ -236,6 +237,9 @@ contract FedLedger is Consortium {
     );
     /// @notice The task ran `rounds` rounds; `finalSha256` is its last global model.
     event TaskCompleted(uint256 indexed task, uint256 rounds, bytes32 finalSha256);
+    /// @notice The admin (after bootstrap: a vote of the members) cancelled `task` during `round`,
+    ///         which ends unfinalized; `finalSha256` (from round - 1) stays its last global model.
+    event TaskCancelled(uint256 indexed task, uint256 round, bytes32 finalSha256, address indexed by);
 
     /// @notice No task has id `task`.
     error UnknownTask(uint256 task);
@@ -283,7 +287,7 @@ contract FedLedger is Consortium {
     /// @notice Create a federated training task and open its round 1 on the genesis model.
     ///         Admin only. Emits TaskCreated and RoundOpened.
     /// @return task The new task's id.
-    function createTask(TaskConfig calldata cfg) external onlyAdmin returns (uint256 task) {
+    function createTask(TaskConfig calldata cfg) external onlyOwner returns (uint256 task) {
         _checkConfig(cfg);
         task = taskCount;
         taskCount = task + 1;
@@ -293,6 +297,18 @@ contract FedLedger is Consortium {
         st.globalSha256 = cfg.genesisSha256;
         emit TaskCreated(task, msg.sender, cfg);
         _openRound(task, 1, st);
+    }
+
+    /// @notice End `task` now, with the round in progress unfinalized (a task whose rounds can no
+    ///         longer finish, or that the consortium no longer wants). Its last global model stays
+    ///         the one finalized before. Admin only. Emits TaskCancelled.
+    function cancelTask(uint256 task) external onlyOwner {
+        _requireTask(task);
+        TaskState storage st = _state[task];
+        if (st.completed) revert TaskAlreadyCompleted(task);
+        st.completed = true;
+        st.cancelled = true;
+        emit TaskCancelled(task, st.currentRound, st.globalSha256, msg.sender);
     }
 
     function _checkConfig(TaskConfig calldata cfg) internal pure {
@@ -502,7 +518,7 @@ contract FedLedger is Consortium {
     }
 
     /// @notice Publish the aggregate of this attempt and exactly which updates went in. The current
-    ///         leader only, before its deadline. Emits AggregatePublished (and UpdateWithheld for each
+    ///         leader only (even if removed from the consortium since it submitted), before its deadline. Emits AggregatePublished (and UpdateWithheld for each
     ///         update declared unavailable), and RoundFinalized when the task has no verifiers.
     /// @param included Bit i (byte i / 8, bit i % 8) set: participant i's update is in the aggregate.
     /// @param unavailable Bit i set: the leader could not fetch participant i's update in time.
@@ -514,7 +530,7 @@ contract FedLedger is Consortium {
         bytes32 sha256Hash,
         bytes calldata included,
         bytes calldata unavailable
-    ) external onlyMember {
+    ) external {
         (Round storage rd, address leader) = _publish(task, round, attempt, cid, sha256Hash);
         _checkInclusion(task, round, rd, included, unavailable);
         rd.includedHash = keccak256(abi.encode(included, unavailable));
@@ -554,17 +570,14 @@ contract FedLedger is Consortium {
     }
 
     /// @notice Attest to the published aggregate of `attempt` after recomputing it.
-    ///         Verifiers of this attempt only, once each, before the verification deadline.
+    ///         Verifiers of this attempt only (removed members included), once each, before the verification deadline.
     ///         Emits Attested; then RoundFinalized on a quorum of agreement, or AttemptFailed
     ///         (and the next LeaderElected) once the quorum can no longer be reached.
     /// @param agree Whether the recomputed aggregate matches (bit for bit, or within the rule's
     ///        tolerance) and was built from exactly the updates it should have been.
     /// @param computedSha256 With agree: the published aggregate it agrees with (anything else reverts
     ///        AgreementMismatch). Without: the sha256 of its own recomputation, kept for the audit.
-    function attest(uint256 task, uint256 round, uint256 attempt, bool agree, bytes32 computedSha256)
-        external
-        onlyMember
-    {
+    function attest(uint256 task, uint256 round, uint256 attempt, bool agree, bytes32 computedSha256) external {
         _liveTask(task, round);
         Round storage rd = _round(task, round);
         if (rd.phase != Phase.Verification) revert WrongPhase(task, round, Phase.Verification, rd.phase);
@@ -626,7 +639,7 @@ contract FedLedger is Consortium {
     {
         _requireTask(task);
         TaskState storage st = _state[task];
-        if (st.completed) {
+        if (st.completed && !st.cancelled) {
             globalCid = _round(task, st.currentRound).aggCid;
         } else if (st.currentRound == 1) {
             globalCid = _config[task].genesisCid;

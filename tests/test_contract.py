@@ -148,11 +148,17 @@ def test_removing_a_non_member_reverts_NotMember(ledger):
     expect_revert("NotMember", ledger.admin.remove_member, ledger.accounts[5].address)
 
 
-def test_admin_role_can_be_transferred(ledger):
-    ledger.admin.transfer_admin(ledger.accounts[1].address)
+def test_admin_role_moves_in_two_steps_and_cannot_be_renounced(ledger):
+    ledger.admin.transfer_admin(ledger.accounts[9].address)  # a typo: nobody can lose the role by it
+    ledger.admin.transfer_admin(ledger.accounts[1].address)  # the offer is replaced, not taken
+    assert ledger.admin.admin() == ledger.accounts[0].address
+    expect_revert("OwnableUnauthorizedAccount", ledger.client(9)._transact, "acceptOwnership")
+    ledger.client(1)._transact("acceptOwnership")
     assert ledger.admin.admin() == ledger.accounts[1].address
     expect_revert("NotAdmin", ledger.admin.add_member, ledger.accounts[2].address, "x")
     ledger.client(1).add_member(ledger.accounts[2].address, "org2")
+    err = expect_revert("InvalidArgument", ledger.client(1)._transact, "renounceOwnership")
+    assert "cannot be renounced" in err.args_["what"]
 
 
 # ----------------------------------------------------------------------- tasks

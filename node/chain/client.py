@@ -111,7 +111,7 @@ class ChainClient:
         self._nonce: int | None = None
         self._chain_id: int | None = None
         self._errors = self._error_table(self.artifact.abi)
-        view = next(i for i in self.artifact.abi if i.get("name") == "memberView" and i["type"] == "function")
+        view = next((i for i in self.artifact.abi if i.get("name") == "memberView"), {"inputs": [], "outputs": []})
         self._member_view_selector = keccak(text=f"memberView({','.join(_abi_type(i) for i in view['inputs'])})")[:4]
         self._member_view_outputs = [_abi_type(o) for o in view["outputs"]]
         self.address = to_checksum_address(address) if address else None
@@ -221,10 +221,10 @@ class ChainClient:
 
     # ------------------------------------------------------------------ deploy
 
-    def deploy(self) -> TxResult:
-        """Deploy FedLedger with this client's account as admin; the client then points at it."""
+    def deploy(self, *args) -> TxResult:
+        """Deploy this client's contract (FedLedger: with its account as admin); the client then points at it."""
         factory = self.w3.eth.contract(abi=self.artifact.abi, bytecode=self.artifact.bytecode)
-        result, receipt = self._send(factory.constructor(), "constructor")
+        result, receipt = self._send(factory.constructor(*args), "constructor")
         self.address = receipt["contractAddress"]
         self.contract = self.w3.eth.contract(address=self.address, abi=self.artifact.abi)
         return result
@@ -238,7 +238,8 @@ class ChainClient:
         return self._transact("removeMember", to_checksum_address(member))
 
     def transfer_admin(self, new_admin: str) -> TxResult:
-        return self._transact("transferAdmin", to_checksum_address(new_admin))
+        """Offer the admin role to `new_admin`; it is theirs once they call acceptOwnership."""
+        return self._transact("transferOwnership", to_checksum_address(new_admin))
 
     def create_task(self, config: TaskConfig) -> tuple[int, TxResult]:
         result = self._transact("createTask", config.to_tuple())
@@ -474,9 +475,7 @@ class ChainClient:
             raise self._decode_revert(exc, fn_name) from None
 
     def _transact(self, fn_name: str, *args) -> TxResult:
-        fn = getattr(self._need_contract().functions, fn_name)(*args)
-        result, _ = self._send(fn, fn_name)
-        return result
+        return self._send(getattr(self._need_contract().functions, fn_name)(*args), fn_name)[0]
 
     def _send(self, fn, fn_name: str) -> tuple[TxResult, Any]:
         sender = self.sender

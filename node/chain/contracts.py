@@ -1,7 +1,7 @@
 """Compiling contracts/ with the pinned solc, and the build artifact the node deploys and calls.
 
-The artifact (ABI + bytecode) ships inside the package (`node/chain/artifacts/FedLedger.json`) so a
-member can run a node without Node.js. In a checkout, `build_artifact()` recompiles through
+The artifacts (ABI + bytecode) ship inside the package (`node/chain/artifacts/FedLedger.json`, and
+`MemberVote.json` for the members' vote) so a member can run a node without Node.js. In a checkout, `build_artifact()` recompiles through
 py-solc-x and the npm `solc` package (the only offline compiler on these machines) and the
 test suite checks that the shipped artifact matches a fresh compile byte for byte.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,16 @@ from ..errors import FedledgerError
 SOLC_VERSION = "0.8.30"
 EVM_VERSION = "cancun"
 MAIN_CONTRACT = "FedLedger"
+GOVERNANCE_CONTRACT = "MemberVote"
+CONTRACTS = (MAIN_CONTRACT, GOVERNANCE_CONTRACT)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ARTIFACT_PATH = PACKAGE_DIR / "artifacts" / f"{MAIN_CONTRACT}.json"
+_IMPORT = re.compile(r'^import\s+\{[^}]*\}\s+from\s+"([^"]+)";', re.M)
+
+
+def artifact_path(name: str = MAIN_CONTRACT) -> Path:
+    return PACKAGE_DIR / "artifacts" / f"{name}.json"
 
 
 def repo_root() -> Path | None:
@@ -60,10 +68,24 @@ class Artifact:
 
 
 def standard_json_input(root: Path) -> dict[str, Any]:
-    """The solc standard-JSON input for every file in contracts/, with the settings Hardhat uses."""
-    sources = {}
-    for path in sorted((root / "contracts").glob("*.sol")):
-        sources[f"contracts/{path.name}"] = {"content": path.read_text()}
+    """The solc standard-JSON input for every file in contracts/ and the OpenZeppelin files they
+    import (from node_modules, under the source names Hardhat gives them), with Hardhat's settings."""
+    sources: dict[str, dict[str, str]] = {}
+    todo = [f"contracts/{path.name}" for path in sorted((root / "contracts").glob("*.sol"))]
+    while todo:
+        name = todo.pop()
+        if name in sources:
+            continue
+        path = root / name if name.startswith("contracts/") else root / "node_modules" / name
+        if not path.exists():
+            raise CompileError(f"{name} is missing: run `make setup` (npm install) first")
+        text = path.read_text()
+        sources[name] = {"content": text}
+        for imported in _IMPORT.findall(text):
+            if imported.startswith("."):
+                imported = os.path.normpath(os.path.join(os.path.dirname(name), imported))
+            todo.append(imported)
+    sources = dict(sorted(sources.items()))
     return {
         "language": "Solidity",
         "sources": sources,
@@ -86,6 +108,11 @@ def solc_shim(root: Path) -> Path:
 
 
 def compile_sources(root: Path) -> Artifact:
+    """FedLedger's artifact, compiled from contracts/."""
+    return compile_all(root)[MAIN_CONTRACT]
+
+
+def compile_all(root: Path) -> dict[str, Artifact]:
     """Compile contracts/ in one solc call (each call costs 1-3 s of Node start and wasm load)."""
     import solcx  # only needed to build, not to run a node
 
@@ -109,16 +136,19 @@ def compile_sources(root: Path) -> Artifact:
     errors = [e for e in out.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise CompileError("\n".join(e.get("formattedMessage", e.get("message", "")) for e in errors))
-    unit = out["contracts"][f"contracts/{MAIN_CONTRACT}.sol"][MAIN_CONTRACT]
-    return Artifact(
-        contract=MAIN_CONTRACT,
-        abi=unit["abi"],
-        bytecode="0x" + unit["evm"]["bytecode"]["object"],
-        deployed_bytecode="0x" + unit["evm"]["deployedBytecode"]["object"],
-        solc_version=SOLC_VERSION,
-        evm_version=EVM_VERSION,
-        source_sha256=source_sha,
-    )
+    built = {}
+    for name in CONTRACTS:
+        unit = out["contracts"][f"contracts/{name}.sol"][name]
+        built[name] = Artifact(
+            contract=name,
+            abi=unit["abi"],
+            bytecode="0x" + unit["evm"]["bytecode"]["object"],
+            deployed_bytecode="0x" + unit["evm"]["deployedBytecode"]["object"],
+            solc_version=SOLC_VERSION,
+            evm_version=EVM_VERSION,
+            source_sha256=source_sha,
+        )
+    return built
 
 
 def build_artifact(write: bool = True) -> Artifact:
@@ -126,25 +156,28 @@ def build_artifact(write: bool = True) -> Artifact:
     root = repo_root()
     if root is None:
         raise CompileError("no contracts/ directory beside this package: compiling needs a checkout")
-    artifact = compile_sources(root)
+    built = compile_all(root)
     if write:
         ARTIFACT_PATH.parent.mkdir(parents=True, exist_ok=True)
-        ARTIFACT_PATH.write_text(artifact.to_json())
-    return artifact
+        for name, artifact in built.items():
+            artifact_path(name).write_text(artifact.to_json())
+    return built[MAIN_CONTRACT]
 
 
 def source_sha256(root: Path) -> str:
     return hashlib.sha256(json.dumps(standard_json_input(root), sort_keys=True).encode()).hexdigest()
 
 
-def load_artifact() -> Artifact:
+def load_artifact(name: str = MAIN_CONTRACT) -> Artifact:
     """The artifact to deploy and call. In a checkout whose contracts changed since the shipped
     artifact was built, recompile first (unless FEDLEDGER_NO_COMPILE is set)."""
     root = repo_root()
-    if ARTIFACT_PATH.exists():
-        artifact = Artifact.from_json(ARTIFACT_PATH.read_text())
+    path = artifact_path(name)
+    if path.exists():
+        artifact = Artifact.from_json(path.read_text())
         if root is None or os.environ.get("FEDLEDGER_NO_COMPILE"):
             return artifact
         if artifact.source_sha256 == source_sha256(root):
             return artifact
-    return build_artifact(write=True)
+    build_artifact(write=True)
+    return Artifact.from_json(path.read_text())

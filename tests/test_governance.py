@@ -1,0 +1,224 @@
+"""The members' vote on a real Anvil node: bootstrap, every proposal path, and that no single key
+admits, removes or creates anything once bootstrap ends."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedledger.node.chain.governance import Governance, Rules, parse_threshold
+from fedledger.node.errors import ContractRevert, InputError
+from fedledger.node.protocol import Phase
+
+from .test_contract import GENESIS, WINDOW, admit, close, config, expect_revert, h, index_of, submit_all
+
+pytestmark = pytest.mark.chain
+
+PERIOD = 3600
+
+
+def governed(ledger, members=(1, 2, 3), threshold_bps=6666, delay=0) -> Governance:
+    """Bootstrap: the deployer admits `members`, then hands the consortium to their vote."""
+    admit(ledger, members)
+    gov, _ = Governance.start(ledger.admin, Rules(threshold_bps, delay, PERIOD))
+    return gov
+
+
+def as_member(ledger, gov: Governance, i: int) -> Governance:
+    return Governance(ledger.client(i), gov.address)
+
+
+def test_bootstrap_ends_with_the_vote_as_admin_and_the_deployer_key_powerless(ledger):
+    gov = governed(ledger)
+    assert ledger.admin.admin() == gov.address and Governance.of(ledger.admin).address == gov.address
+    assert gov.rules() == Rules(6666, 0, PERIOD)
+    expect_revert("NotAdmin", ledger.admin.add_member, ledger.accounts[5].address, "org5")
+    expect_revert("NotAdmin", ledger.admin.create_task, config(min_participants=3))
+    expect_revert("NotAdmin", ledger.admin.transfer_admin, ledger.accounts[0].address)
+
+
+def test_no_single_member_key_admits_removes_or_creates_once_bootstrap_ends(ledger):
+    gov = governed(ledger)
+    alone = as_member(ledger, gov, 1)
+    for action, args in (("add-member", [ledger.accounts[5].address, "org5"]),
+                         ("remove-member", [ledger.accounts[2].address]),
+                         ("create-task", [config(min_participants=3).to_tuple()])):
+        pid, _ = alone.propose(action, args)
+        assert alone.proposal(pid).state == "active" and alone.proposal(pid).yes == 1
+        expect_revert("WrongState", alone.execute, pid)
+        expect_revert("AlreadyVoted", alone.vote, pid, True)
+    # Nor through a call the vote does not govern: handing the admin role to the member's own key.
+    err = expect_revert("NotGovernable", alone.client._transact, "propose", ledger.address,
+                        ledger.admin.contract.encode_abi("transferOwnership", args=[ledger.accounts[1].address]), "")
+    assert err.args_["target"] == ledger.address
+    expect_revert("OnlyByVote", alone.client._transact, "setRules", 5001, 0, PERIOD)
+    expect_revert("NotAdmin", ledger.client(1).add_member, ledger.accounts[5].address, "org5")
+    assert not ledger.admin.is_member(ledger.accounts[5].address) and ledger.admin.member_count() == 3
+    assert ledger.admin.task_count() == 0
+
+
+def test_a_second_vote_passes_an_admission_and_anyone_executes_it(ledger):
+    gov = governed(ledger)
+    pid, _ = as_member(ledger, gov, 1).propose("add-member", [ledger.accounts[5].address, "org5"], "a new hospital")
+    tx = as_member(ledger, gov, 2).vote(pid, True)
+    assert tx.event("ProposalPassed")["id"] == pid
+    p = gov.proposal(pid)
+    assert (p.state, p.yes, p.required, p.electorate, p.action) == ("passed", 2, 2, 3, "add-member")
+    assert p.args == {"member": ledger.accounts[5].address, "name": "org5"} and p.description == "a new hospital"
+    expect_revert("WrongState", as_member(ledger, gov, 3).vote, pid, True)
+    Governance(ledger.client(7), gov.address).execute(pid)  # a non-member may execute a passed proposal
+    assert ledger.admin.member_info(ledger.accounts[5].address)[:2] == (True, "org5")
+    assert gov.proposal(pid).state == "executed"
+    expect_revert("WrongState", gov.execute, pid)
+
+
+def test_a_proposal_that_fails_its_threshold_is_defeated_or_expires_and_never_executes(ledger):
+    gov = governed(ledger)
+    defeated, _ = as_member(ledger, gov, 1).propose("remove-member", [ledger.accounts[3].address])
+    as_member(ledger, gov, 2).vote(defeated, False)
+    tx = as_member(ledger, gov, 3).vote(defeated, False)
+    assert tx.event("ProposalDefeated")["id"] == defeated and gov.proposal(defeated).state == "defeated"
+    expect_revert("WrongState", gov.execute, defeated)
+    stale, _ = as_member(ledger, gov, 1).propose("remove-member", [ledger.accounts[3].address])
+    ledger.advance(PERIOD + 1)
+    assert gov.proposal(stale).state == "expired"
+    expect_revert("WrongState", as_member(ledger, gov, 2).vote, stale, True)
+    assert ledger.admin.is_member(ledger.accounts[3].address)
+
+
+def test_only_members_of_the_electorate_vote_once(ledger):
+    gov = governed(ledger, members=(1, 2, 3, 4), threshold_bps=10000)
+    expect_revert("NotMember", Governance(ledger.client(6), gov.address).propose, "cancel-task", [0])
+    pid, _ = as_member(ledger, gov, 1).propose("add-member", [ledger.accounts[5].address, "org5"])
+    for i in (2, 3, 4):
+        as_member(ledger, gov, i).vote(pid, True)
+    gov.execute(pid)
+    later, _ = as_member(ledger, gov, 1).propose("remove-member", [ledger.accounts[2].address])
+    assert gov.proposal(later).electorate == 5
+    ledger.advance(5)
+    newcomer_vote, _ = as_member(ledger, gov, 1).propose("cancel-task", [0])
+    expect_revert("NotMember", Governance(ledger.client(6), gov.address).vote, later, True)
+    expect_revert("AlreadyVoted", as_member(ledger, gov, 1).vote, later, True)
+    assert gov.proposal(newcomer_vote).required == 5
+
+
+def test_a_member_admitted_after_a_proposal_cannot_vote_on_it(ledger):
+    gov = governed(ledger, members=(1, 2))  # 2/3 of 2 members: both
+    old, _ = as_member(ledger, gov, 1).propose("remove-member", [ledger.accounts[2].address])
+    ledger.advance(5)
+    add, _ = as_member(ledger, gov, 1).propose("add-member", [ledger.accounts[5].address, "org5"])
+    as_member(ledger, gov, 2).vote(add, True)
+    gov.execute(add)
+    err = expect_revert("NotInElectorate", as_member(ledger, gov, 5).vote, old, True)
+    assert err.args_["who"] == ledger.accounts[5].address
+
+
+def test_the_threshold_changes_by_vote_and_never_falls_to_half(ledger):
+    gov = governed(ledger, members=(1, 2, 3, 4))  # 2/3 of 4: 3 votes
+    pid, _ = as_member(ledger, gov, 1).propose("set-rules", [10000, 0, PERIOD])
+    assert gov.proposal(pid).required == 3
+    for i in (2, 3):
+        as_member(ledger, gov, i).vote(pid, True)
+    tx = gov.execute(pid)
+    assert gov.rules().threshold_bps == 10000 and tx.gas_used > 0
+    unanimous, _ = as_member(ledger, gov, 1).propose("remove-member", [ledger.accounts[4].address])
+    assert gov.proposal(unanimous).required == 4
+    for i in (2, 3):
+        as_member(ledger, gov, i).vote(unanimous, True)
+    assert gov.proposal(unanimous).state == "active"  # three of four no longer pass anything
+    half, _ = as_member(ledger, gov, 1).propose("set-rules", [5000, 0, PERIOD])
+    for i in (2, 3, 4):
+        as_member(ledger, gov, i).vote(half, True)
+    err = expect_revert("InvalidArgument", gov.execute, half)  # the ledger's own reason, bubbled up
+    assert "5001-10000" in err.args_["what"]
+    assert gov.proposal(half).state == "passed" and gov.rules().threshold_bps == 10000
+
+
+def test_a_delay_holds_execution_back(ledger):
+    gov = governed(ledger, delay=600)
+    pid, _ = as_member(ledger, gov, 1).propose("add-member", [ledger.accounts[5].address, "org5"])
+    as_member(ledger, gov, 2).vote(pid, True)
+    err = expect_revert("TooEarly", gov.execute, pid)
+    assert err.args_["executableAt"] == gov.proposal(pid).executable_at
+    ledger.advance(601)
+    gov.execute(pid)
+    assert ledger.admin.is_member(ledger.accounts[5].address)
+
+
+def test_tasks_are_created_and_cancelled_by_vote(ledger):
+    gov = governed(ledger, members=(1, 2, 3, 4))
+    members = [as_member(ledger, gov, i) for i in (1, 2, 3, 4)]
+    pid, _ = members[0].propose("create-task", [config(min_participants=3).to_tuple()])
+    members[1].vote(pid, True), members[2].vote(pid, True)
+    tx = gov.execute(pid)
+    task = tx.event("TaskCreated")["task"]
+    assert tx.event("TaskCreated")["creator"] == gov.address
+    submit_all(ledger, task, 1, [1, 2])
+    pid, _ = members[0].propose("cancel-task", [task], "the data owners withdrew")
+    members[1].vote(pid, True), members[2].vote(pid, True)
+    tx = gov.execute(pid)
+    cancelled = tx.event("TaskCancelled")
+    assert (cancelled["task"], cancelled["round"], cancelled["finalSha256"]) == (task, 1, GENESIS)
+    st = ledger.admin.task_state(task)
+    assert st.completed and st.global_sha256 == GENESIS and st.global_cid == "bafkgenesis"
+    expect_revert("TaskAlreadyCompleted", ledger.client(3).submit_update, task, 1, GENESIS, "bafk", h("x"), 10)
+
+
+def test_a_removal_executed_during_a_round_lets_the_removed_leader_and_verifier_finish_it(ledger):
+    gov = governed(ledger, members=(1, 2, 3, 4, 5, 6))
+    members = {i: as_member(ledger, gov, i) for i in range(1, 7)}
+    pid, _ = members[1].propose("create-task", [config(min_participants=3).to_tuple()])
+    for i in (2, 3, 4):
+        members[i].vote(pid, True)
+    task = gov.execute(pid).event("TaskCreated")["task"]
+    submit_all(ledger, task, 1, [1, 2, 3, 4])
+    close(ledger, task, 1)
+    info = ledger.admin.round_info(task, 1)
+    leader = index_of(ledger, info.leader)
+    verifier = index_of(ledger, ledger.admin.verifiers_of(task, 1, info.attempt)[0])
+    for gone in (leader, verifier):
+        voters = [i for i in members if i not in (leader, verifier)]
+        pid, _ = members[voters[0]].propose("remove-member", [ledger.accounts[gone].address])
+        for i in voters[1:4]:
+            members[i].vote(pid, True)
+        gov.execute(pid)
+        assert not ledger.admin.is_member(ledger.accounts[gone].address)
+    ledger.client(leader).publish_aggregate(task, 1, info.attempt, "bafkagg", h("agg"))
+    for v in ledger.admin.verifiers_of(task, 1, info.attempt):
+        ledger.client(index_of(ledger, v)).attest(task, 1, info.attempt, True, h("agg"))
+    assert ledger.admin.round_info(task, 1).phase == Phase.FINALIZED
+    assert ledger.admin.task_state(task).global_sha256 == h("agg")
+    assert ledger.admin.failed_leaderships(ledger.accounts[leader].address) == 0
+    # From the next round on the removed members are out.
+    ledger.advance(1)
+    expect_revert("NotMember", ledger.client(leader).submit_update, task, 2, h("agg"), "bafk", h("x"), 10)
+
+
+def test_bootstrap_refuses_a_consortium_one_key_would_still_rule(ledger):
+    admit(ledger, [1])
+    with pytest.raises(InputError, match="at least two"):
+        Governance.start(ledger.admin, Rules(6666, 0, PERIOD))
+    admit(ledger, [2])
+    with pytest.raises(InputError, match="more than half"):
+        Governance.start(ledger.admin, Rules(5000, 0, PERIOD))
+    with pytest.raises(InputError, match="only the admin"):
+        Governance.start(ledger.client(1), Rules(6666, 0, PERIOD))
+    assert ledger.admin.admin() == ledger.accounts[0].address and Governance.of(ledger.admin) is None
+
+
+@pytest.mark.parametrize("text, bps", [("2/3", 6666), ("67%", 6700), ("0.75", 7500), ("1/1", 10000)])
+def test_thresholds_read_as_fractions_percentages_or_decimals(text, bps):
+    assert parse_threshold(text) == bps
+
+
+def test_a_threshold_that_is_not_a_number_is_refused():
+    with pytest.raises(InputError, match="2/3"):
+        parse_threshold("most")
+
+
+def test_contract_revert_is_raised_not_swallowed_by_a_bad_execute(ledger):
+    gov = governed(ledger)
+    pid, _ = as_member(ledger, gov, 1).propose("add-member", [ledger.accounts[2].address, "again"])
+    as_member(ledger, gov, 2).vote(pid, True)
+    with pytest.raises(ContractRevert) as info:
+        gov.execute(pid)
+    assert info.value.error == "AlreadyMember"
