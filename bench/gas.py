@@ -10,7 +10,8 @@ bench/results/gas.json and bench/results/gas.md, with the time and commit measur
 turns gas.json into the README's gas section. Checks printed here: submit and attest each under
 100k gas and independent of model size (rounds 1-2 under 150k), reveals under 100k; a 10-member
 round with 2 verifiers under 1.5M gas; no per-round cost growing with members squared
-(tests/test_gas.py holds the contract to its bounds on every `make test`).
+(tests/test_gas.py holds the contract to its bounds on every `make test`). Also measured: the
+members' vote with 10 members (ending bootstrap, a proposal, a vote, an executed admission).
 
     .venv/bin/python bench/gas.py [--members 2,5,10,25,50] [--verifiers 0,2]
 """
@@ -131,6 +132,27 @@ def timeout_gas(rpc_url: str) -> int:
     return admin.timeout(task, 1).gas_used
 
 
+def governance_gas(rpc_url: str, n: int = 10) -> dict:
+    """Gas of the members' vote with `n` members and a 2/3 threshold: ending bootstrap (deploying
+    MemberVote, offering and accepting the admin role), a proposal, a vote, and an executed admission."""
+    from fedledger.node.chain.governance import Governance, Rules
+
+    admin = ChainClient(rpc_url, None, Account.from_key(DEV_KEYS[0]))
+    admin.deploy()
+    clients = [ChainClient(rpc_url, admin.address, Account.from_key(k), artifact=admin.artifact) for k in DEV_KEYS[:n]]
+    for i, c in enumerate(clients):
+        admin.add_member(c.sender, f"org{i}")
+    gov, started = Governance.start(admin, Rules(6666, 0, 3600))
+    voters = [Governance(c, gov.address) for c in clients]
+    pid, proposed = voters[0].propose("add-member", ["0x" + "5e" * 20, "newcomer"])
+    votes = [voters[i].vote(pid, True).gas_used for i in range(1, gov.proposal(pid).required)]
+    executed = gov.execute(pid)
+    return {"members": n, "threshold_bps": 6666, "govern": sum(t.gas_used for t in started),
+            "propose": proposed.gas_used, "vote_max": max(votes), "votes_to_pass": len(votes) + 1,
+            "execute_add_member": executed.gas_used,
+            "admission_total": proposed.gas_used + sum(votes) + executed.gas_used}
+
+
 def markdown(rows: list[dict], timeout: int) -> str:
     head = ("| members | verifiers | submit (avg / max) | close + elect | publish | attest (max) | round total | "
             "per member | round 1 reveal (max) | round 1 total |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -165,10 +187,12 @@ def main() -> int:
                     print(f"measuring {n} members, {k} verifiers ...", file=sys.stderr, flush=True)
                     rows.append(measure(anvil.rpc_url, n, k))
             t_gas = timeout_gas(anvil.rpc_url)
+            governance = governance_gas(anvil.rpc_url)
         finally:
             anvil.stop()
     table = markdown(rows, t_gas)
     print(table)
+    print("governance:", json.dumps(governance))
     checks = {
         "submit_under_100k": all(r["submit_max"] < 100_000 for r in rows),
         # Rounds 1-2 claim each member's commitment slot in each of the two round records once.
@@ -184,7 +208,8 @@ def main() -> int:
         checks[f"per_member_cost_nonincreasing_k{k}"] = per[-1] <= per[0]
     print("checks:", json.dumps(checks))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "gas.json").write_text(json.dumps({**measured, "rows": rows, "timeout_gas": t_gas, "checks": checks},
+    (RESULTS / "gas.json").write_text(json.dumps({**measured, "rows": rows, "timeout_gas": t_gas,
+                                                  "governance": governance, "checks": checks},
                                                          indent=2) + "\n")
     (RESULTS / "gas.md").write_text(table)
     return 0 if all(checks.values()) else 1

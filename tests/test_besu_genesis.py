@@ -150,7 +150,9 @@ def test_kubo_setup_joins_the_private_swarm_with_the_other_organisations_only(ne
     for i in range(1, 5):
         script = (out / f"org{i}" / "kubo-setup.sh").read_text()
         assert "Addresses.API /ip4/127.0.0.1/tcp/5001" in script
-        assert "Addresses.Gateway /ip4/0.0.0.0/tcp/8080" in script and "Gateway.NoFetch true" in script
+        # The gateway binds the organisation's own address (192.0.2.9+i), never every interface.
+        assert f"Addresses.Gateway /ip4/192.0.2.{9 + i}/tcp/8080" in script and "Gateway.NoFetch true" in script
+        assert "Addresses.Gateway /ip4/0.0.0.0" not in script
         assert "LIBP2P_FORCE_PNET=1" in script and "swarm.key" in script
         assert "ipfs bootstrap rm --all" in script
         added = [line.split()[-1] for line in script.splitlines() if line.startswith("ipfs bootstrap add")]

@@ -31,6 +31,8 @@ COMMANDS = {
     "member", "member add", "member fund", "member remove", "member list",
     "task", "task create", "task list", "task show", "task pull",
     "ipfs", "ipfs init", "ipfs up", "ipfs addr", "ipfs down", "ipfs status",
+    "govern", "vote", "execute", "proposals",
+    "propose", "propose add-member", "propose remove-member", "propose cancel-task", "propose rules",
 }
 
 #: The commands that take --json.
@@ -40,6 +42,8 @@ JSON_COMMANDS = {
     "member add", "member fund", "member remove", "member list",
     "task create", "task list", "task show", "task pull",
     "ipfs init", "ipfs up", "ipfs down", "ipfs status",
+    "govern", "vote", "execute", "proposals",
+    "propose add-member", "propose remove-member", "propose cancel-task", "propose rules",
 }
 
 PW_ENV = "FEDLEDGER_TEST_PW"
@@ -201,6 +205,15 @@ def test_every_json_command_prints_one_json_object_offline(tmp_path):
         "task list": (["task", "list", "--deployment", missing], EXIT_INPUT),
         "task show": (["task", "show", "0", "--deployment", missing], EXIT_INPUT),
         "task pull": (["task", "pull", "0", "--out", tmp_path / "m.safetensors", "--deployment", missing], EXIT_INPUT),
+        "govern": (["govern", "--threshold", "1/2", "--deployment", missing], EXIT_INPUT),
+        "vote": (["vote", "0", "maybe", "--deployment", missing], EXIT_INPUT),
+        "execute": (["execute", "0", "--deployment", missing], EXIT_INPUT),
+        "proposals": (["proposals", "--deployment", missing], EXIT_INPUT),
+        "propose add-member": (["propose", "add-member", "0xnot-an-address", "--name", "x", "--deployment", missing],
+                               EXIT_INPUT),
+        "propose remove-member": (["propose", "remove-member", "0xnot-an-address", "--deployment", missing], EXIT_INPUT),
+        "propose cancel-task": (["propose", "cancel-task", "0", "--deployment", missing], EXIT_INPUT),
+        "propose rules": (["propose", "rules", "--threshold", "most", "--deployment", missing], EXIT_INPUT),
     }
     # `audit --json` prints a lineage, which needs a chain and an IPFS node: see the test below.
     assert set(runs) == JSON_COMMANDS - {"audit"}

@@ -3,13 +3,20 @@ admits, removes or creates anything once bootstrap ends."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from fedledger.node.chain.governance import Governance, Rules, parse_threshold
 from fedledger.node.errors import ContractRevert, InputError
 from fedledger.node.protocol import Phase
 
-from .test_contract import GENESIS, WINDOW, admit, close, config, expect_revert, h, index_of, submit_all
+from fedledger.node.chain.devnet import DEV_KEYS
+from fedledger.node.chain.keys import create_keystore
+from fedledger.node.errors import EXIT_INPUT, EXIT_REFUSED
+
+from .test_contract import GENESIS, admit, close, config, expect_revert, h, index_of, submit_all
+from .test_ops import PASSWORD, PW_ENV, as_json, chain, cli  # noqa: F401 (chain and cli are fixtures)
 
 pytestmark = pytest.mark.chain
 
@@ -222,3 +229,56 @@ def test_contract_revert_is_raised_not_swallowed_by_a_bad_execute(ledger):
     with pytest.raises(ContractRevert) as info:
         gov.execute(pid)
     assert info.value.error == "AlreadyMember"
+
+
+# ============================================================================ command line
+
+
+@pytest.mark.ipfs
+def test_members_govern_through_the_command_line(cli, chain, ipfs_node, tmp_path):
+    ks = {}
+    for i in (1, 2, 3):
+        ks[i] = tmp_path / f"org{i}.json"
+        address = create_keystore(ks[i], PASSWORD, private_key=DEV_KEYS[i], scrypt_n=1024)
+        assert cli("member", "add", address, "--name", f"org{i}", *chain.admin_args()).exit_code == 0
+
+    def signed(i):
+        return ["--deployment", chain.deployment, "--keystore", ks[i], "--password", f"env:{PW_ENV}", "--json"]
+
+    early = cli("proposals", "--deployment", chain.deployment)
+    assert early.exit_code == EXIT_INPUT and "fedledger govern" in early.stderr
+    bad = cli("govern", "--threshold", "1/2", *chain.admin_args())
+    assert bad.exit_code == EXIT_INPUT and "more than half" in bad.stderr
+    started = cli("govern", "--threshold", "2/3", "--voting-period", "3600", *chain.admin_args(), "--json")
+    assert started.exit_code == 0, started.output
+    assert chain.client().admin() == as_json(started)["governance"] and as_json(started)["threshold_bps"] == 6666
+    newcomer = "0x" + "5e" * 20
+    refused = cli("member", "add", newcomer, "--name", "org5", *chain.admin_args(), "--json")
+    assert refused.exit_code == EXIT_REFUSED and as_json(refused)["error"] == "NotAdmin"
+
+    proposed = cli("propose", "add-member", newcomer, "--name", "org5", "--description", "new lab", *signed(1))
+    assert proposed.exit_code == 0, proposed.output
+    p = as_json(proposed)["proposal"]
+    assert (p["id"], p["state"], p["yes"], p["required"], p["args"]["name"]) == (0, "active", 1, 2, "org5")
+    listed = as_json(cli("proposals", "--deployment", chain.deployment, "--json"))
+    assert [q["id"] for q in listed["proposals"]] == [0] and listed["threshold_bps"] == 6666
+    assert cli("vote", "0", "maybe", *signed(2)).exit_code == EXIT_INPUT
+    voted = cli("vote", "0", "yes", *signed(2))
+    assert voted.exit_code == 0 and as_json(voted)["executed"] and as_json(voted)["proposal"]["state"] == "executed"
+    assert chain.client().member_info(newcomer)[:2] == (True, "org5")
+    late = cli("vote", "0", "yes", *signed(3))
+    assert late.exit_code == EXIT_REFUSED and as_json(late)["error"] == "WrongState"
+    assert as_json(cli("proposals", "--deployment", chain.deployment, "--json"))["proposals"] == []
+    every = as_json(cli("proposals", "--all", "--deployment", chain.deployment, "--json"))["proposals"]
+    assert [q["state"] for q in every] == ["executed"]
+
+    # A task, once governed, is proposed by any member and created by the vote.
+    task = cli("task", "create", "--workload", "digits-mlp", "--verifiers", "1", "--ipfs-api", ipfs_node.api_url,
+               "--out", tmp_path / "tasks", *signed(1))
+    assert task.exit_code == 0, task.output
+    assert as_json(task)["proposal"]["action"] == "create-task" and chain.client().task_count() == 0
+    assert as_json(cli("vote", "1", "yes", *signed(2)))["proposal"]["state"] == "active"  # 2 of 3 needed of 4
+    created = cli("vote", "1", "yes", *signed(3))
+    assert as_json(created)["executed"] and chain.client().task_count() == 1
+    record = json.loads((tmp_path / "tasks" / "proposal1" / "task.json").read_text())
+    assert chain.client().task_config(0).genesis_sha256 == record["config"]["genesis_sha256"]

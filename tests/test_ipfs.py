@@ -258,6 +258,31 @@ def test_gateway_content_is_held_to_the_chain_sha256_and_the_size_limit(ipfs_pai
     assert leftovers(tmp_path) == []
 
 
+def _blocks(node: IpfsDaemon) -> set[str]:
+    return {f.name for f in (node.repo_dir / "blocks").rglob("*.data")}
+
+
+def test_a_gateway_serves_only_what_its_member_holds_and_never_fetches_for_callers(ipfs_pair):
+    """A caller who can reach member B's gateway must not read member A's blobs through it."""
+    import requests
+
+    a, b = ipfs_pair
+    data = random_bytes(600_000, seed=23)
+    with a.client() as ca, b.client() as cb:
+        cid = ca.add_bytes(data)
+        before = _blocks(b)
+        refused = requests.get(f"{b.gateway_url}/ipfs/{cid}", timeout=10)
+        assert refused.status_code == 404 and "not held by this member" in refused.text
+        assert refused.headers["x-fedledger-gateway"] == "local-only"
+        wants = cb._call("bitswap/wantlist")[0].get("Keys") or []
+        assert _blocks(b) == before and wants == []  # nothing was asked of the swarm
+        assert requests.get(f"{a.gateway_url}/ipfs/{cid}", timeout=10).content == data  # its holder serves it
+        for path in (f"/ipns/{cid}", "/ipfs/not-a-cid", "/", f"/ipfs/z{cid[1:]}"):
+            assert requests.get(f"{b.gateway_url}{path}", timeout=10).status_code in (400, 404), path
+        assert cb.cat(cid) == data  # the swarm would have found it: B now holds it, and serves it
+        assert requests.get(f"{b.gateway_url}/ipfs/{cid}", timeout=10).content == data
+
+
 def test_dead_gateway_and_hostile_cid_are_storage_errors(gateway, tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(IpfsUnavailable):

@@ -198,6 +198,7 @@ class TaskAudit:
     rounds: list[RoundAudit] = field(default_factory=list)
     completed: bool = False
     final_sha256: str | None = None
+    cancelled_in: int | None = None  # the round a vote (or the bootstrap admin) cancelled the task in
     genesis_status: str = "not_checked"  # verified | failed | not_checked
     failures: list[Failure] = field(default_factory=list)  # round 0: genesis, spec, completion
     spec: ModelSpec | None = None
@@ -239,6 +240,7 @@ class TaskAudit:
             "max_rounds": self.max_rounds,
             "completed": self.completed,
             "final_sha256": self.final_sha256,
+            "cancelled_in": self.cancelled_in,
             "genesis": {"cid": self.genesis_cid, "sha256": self.genesis_sha256, "status": self.genesis_status},
             "status": "failed" if self.ordered_failures() else "verified",
             "failures": [asdict(f) for f in self.failures],

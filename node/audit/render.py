@@ -125,7 +125,8 @@ def print_report(result: AuditResult, console=None) -> None:
             tip = f"{done[-1].global_sha256[:16]}" if done else t.genesis_sha256[:16]
             console.print(f"[green]lineage verified[/green]: task {t.task}, {len(done)} round"
                           f"{'s' if len(done) != 1 else ''}, from {tip} back to genesis {t.genesis_sha256[:16]}"
-                          + (" (task completed)" if t.completed else ""), soft_wrap=True)
+                          + (f" (task cancelled in round {t.cancelled_in})" if t.cancelled_in
+                             else " (task completed)" if t.completed else ""), soft_wrap=True)
     else:
         console.print(f"[red]lineage broken[/red]: {len(result.failures)} failed check"
                       f"{'s' if len(result.failures) != 1 else ''}; first broken link: {escape(str(first))}", soft_wrap=True)

@@ -381,6 +381,17 @@ class _Rebuild:
                                       f"{(last.global_sha256 if last else '-')[:16]} (max {t.max_rounds})"))
 
 
+    def _on_TaskCancelled(self, ev: Event) -> None:
+        t = self.tasks[ev["task"]]
+        t.completed, t.cancelled_in, t.final_sha256 = True, ev["round"], ev["finalSha256"]
+        done = t.finalized_rounds
+        tip = done[-1].global_sha256 if done else t.genesis_sha256
+        if ev["finalSha256"] != tip:
+            t.failures.append(Failure(t.task, 0, "completion", "task cancellation",
+                                      f"TaskCancelled says the last global model is {ev['finalSha256'][:16]}; "
+                                      f"the lineage ends in {tip[:16]}"))
+
+
 def rebuild_lineage(events: Iterable[Event], task: int | None = None) -> tuple[list[TaskAudit], dict[str, str]]:
     """The lineage of every task (or one) from the event log alone, with every event-level check
     done (the election seeds from the revealed secrets included). Pure: no network, no files."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import audit, devnet, init, ipfs, keys, members, node, sim, tasks
+from . import audit, devnet, governance, init, ipfs, keys, members, node, sim, tasks
 from .output import EXIT_CODES_HELP
 
 app = typer.Typer(
@@ -21,7 +21,7 @@ app = typer.Typer(
     context_settings={"max_content_width": 120},
 )
 
-for group in (devnet, node, sim, audit, keys, init, members, tasks, ipfs):
+for group in (devnet, node, sim, audit, keys, init, members, governance, tasks, ipfs):
     group.register(app)
 
 

@@ -93,7 +93,11 @@ def task_create(
     The members must run nodes whose workload builds the same model (a node whose model differs
     refuses to start and names the tensors); `fedledger init --task ID`
     points their node at the new task. The chain refuses (exit 4) a caller that is not the admin
-    (NotAdmin) and inconsistent settings (InvalidArgument)."""
+    (NotAdmin) and inconsistent settings (InvalidArgument).
+
+    Once the consortium is governed by its members (`fedledger govern`), any member runs this
+    command: it proposes the task instead (files under OUT/proposalID/), and the task is created
+    when the members' vote passes and executes it (`fedledger vote`, `fedledger execute`)."""
     if builtin is not None:
         deprecated("--builtin NAME", "--workload NAME")
         workload = builtin
@@ -110,7 +114,12 @@ def task_create(
         cfg = NodeConfig.load(config) if config is not None else None
         acc = chain_access(deployment=deployment, rpc=rpc, poa=poa, config=config, keystore=keystore,
                            password=password, devnet=devnet, sign=True)
-        if acc.client.admin() != acc.client.sender:  # what the chain would answer, before anything is written
+        from ..chain.governance import Governance
+
+        gov = Governance.of(acc.client)
+        if gov is not None and not acc.client.is_member(acc.client.sender):
+            raise ContractRevert("NotMember", {"who": acc.client.sender}, "propose")
+        if gov is None and acc.client.admin() != acc.client.sender:  # what the chain would answer, before anything is written
             raise ContractRevert("NotAdmin", {"who": acc.client.sender}, "createTask")
         n = sum(1 for m in members_of(acc.client, acc.deployment.block).values() if m["active"])
         min_p, max_p = default_participants(n, min_participants, max_participants, verifiers)
@@ -125,12 +134,22 @@ def task_create(
         ipfs = IpfsClient(ipfs_api_of(ipfs_api, ipfs_repo) or (cfg.ipfs.api_url if cfg else defaults.IPFS_API),
                           timeout=60)
         ipfs.id()  # unreachable: exit 3 before anything is written or sent
-        task_dir = out / f"task{acc.client.task_count()}"
+        task_dir = out / (f"proposal{gov.count()}" if gov else f"task{acc.client.task_count()}")
         if (task_dir / "task.json").exists():
             raise InputError(f"{task_dir} holds the record of an earlier task; choose another --out")
+        propose = (lambda c: gov.propose("create-task", [c.to_tuple()], f"{workload or genesis}, seed {seed}")) if gov else None
         with ipfs:
             created = create_task(acc.client, ipfs, tensors, task_dir / "genesis.safetensors", plan,
-                                  spec_path=task_dir / "model-spec.json")
+                                  spec_path=task_dir / "model-spec.json", submit=propose)
+        if gov is not None:
+            (task_dir / "task.json").write_text(json.dumps(created.to_dict() | {"proposal": created.task, "task": None},
+                                                           indent=2) + "\n")
+            p = gov.proposal(created.task)
+            emit(as_json, {"ok": True, "proposal": p.to_json(), "record": str(task_dir / "task.json")}, [
+                f"proposal {p.id}: create a task (rule {created.config.rule_id}, {created.config.max_rounds} rounds); "
+                f"genesis {created.config.genesis_sha256}",
+                f"{p.yes} of {p.required} yes votes needed; members vote with `fedledger vote {p.id} yes`"])
+            return
         if task_dir.name != f"task{created.task}":  # another task was created meanwhile
             final = out / f"task{created.task}"
             task_dir.rename(final)

@@ -9,7 +9,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from safetensors import SafetensorError
@@ -136,12 +136,14 @@ class CreatedTask:
 
 
 def create_task(admin: ChainClient, ipfs: IpfsClient, genesis: Mapping[str, Any], genesis_path: Path,
-                plan: TaskPlan, spec_path: Path | None = None) -> CreatedTask:
+                plan: TaskPlan, spec_path: Path | None = None,
+                submit: Callable[[TaskConfig], tuple[int, Any]] | None = None) -> CreatedTask:
     """Create a task: write the genesis model file, add it and the ModelSpec JSON to `ipfs`
     (pinned there: the operator's node serves them to every member), then createTask on chain.
 
     `admin` signs. The genesis file records the task id it is created for (the next free id);
-    both files stay on disk as the operator's record of what the task started from."""
+    both files stay on disk as the operator's record of what the task started from. `submit`
+    replaces createTask (a consortium governed by vote proposes it: the id is then the proposal's)."""
     plan.check()
     get_rule(plan.rule)  # ValueError naming the known rules
     params = encode_params(plan.rule, dict(plan.rule_params or {}))
@@ -166,7 +168,7 @@ def create_task(admin: ChainClient, ipfs: IpfsClient, genesis: Mapping[str, Any]
         quorum=plan.effective_quorum, max_rounds=plan.rounds, max_samples=plan.max_samples,
         reveal_window=plan.reveal_window,
     )
-    task_id, tx = admin.create_task(config)
+    task_id, tx = (submit or admin.create_task)(config)
     return CreatedTask(task_id, config, genesis_path, Path(spec_path) if spec_path else None, tx.tx_hash,
                        tx.block_number, tx.gas_used)
 

@@ -48,6 +48,7 @@ class IpfsDaemonError(StorageError):
 
 #: Preloaded into each daemon: TCP_NODELAY on its sockets (see the file for the measurement).
 TCP_NODELAY = Path(__file__).with_name("tcp_nodelay.cjs")
+GATEWAY_LOCAL = Path(__file__).with_name("gateway_local.cjs")
 
 
 def jsipfs_cli() -> Path:
@@ -203,7 +204,9 @@ class IpfsDaemon:
         env["IPFS_PATH"] = str(self.repo_dir)
         env["NO_UPDATE_NOTIFIER"] = "1"  # js-ipfs' CLI would otherwise ask the npm registry
         env.pop("DEBUG", None)
-        preload = f'--require "{TCP_NODELAY}"'
+        # The gateway serves only blocks of this repo (gateway_local.cjs): never fetches for callers.
+        env["FEDLEDGER_IPFS_BLOCKS"] = str(self.repo_dir / "blocks")
+        preload = f'--require "{TCP_NODELAY}" --require "{GATEWAY_LOCAL}"'
         env["NODE_OPTIONS"] = f"{env['NODE_OPTIONS']} {preload}" if env.get("NODE_OPTIONS") else preload
         return env
 
