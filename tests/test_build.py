@@ -4,7 +4,16 @@ import json
 import shutil
 import subprocess
 
-from fedledger.node.chain.contracts import ARTIFACT_PATH, Artifact, compile_sources, repo_root
+from fedledger.node.chain.abi import abi_type
+from fedledger.node.chain.contracts import (
+    ARTIFACT_PATH,
+    CONTRACTS,
+    Artifact,
+    compile_all,
+    compile_sources,
+    repo_root,
+    solidity_interface,
+)
 
 
 def test_shipped_artifact_matches_a_fresh_compile_of_contracts():
@@ -12,6 +21,23 @@ def test_shipped_artifact_matches_a_fresh_compile_of_contracts():
     fresh = compile_sources(repo_root())
     assert shipped.source_sha256 == fresh.source_sha256, "contracts/ changed: run `make compile`"
     assert shipped.bytecode == fresh.bytecode and shipped.abi == fresh.abi
+
+
+def test_the_solidity_interfaces_declare_every_function_event_and_error_of_the_contracts():
+    """contracts/IFedLedger.sol and IMemberVote.sol let any client call and decode the contracts;
+    compiled, each has exactly its contract's selectors, topics and error signatures."""
+    built = compile_all(repo_root())
+
+    def signatures(abi):
+        return {(i["type"], i["name"], tuple((abi_type(x), bool(x.get("indexed"))) for x in i["inputs"]),
+                 tuple(abi_type(x) for x in i.get("outputs", [])), i.get("stateMutability"))
+                for i in abi if i["type"] in ("function", "event", "error")}
+
+    for name in CONTRACTS:
+        text = (repo_root() / "contracts" / f"I{name}.sol").read_text()
+        assert text == solidity_interface(built[name]), f"contracts/I{name}.sol is stale: run `make compile`"
+        assert signatures(built[f"I{name}"].abi) == signatures(built[name].abi)
+    assert "function members() external view returns (address[] memory)" in solidity_interface(built["FedLedger"])
 
 
 def test_hardhat_compiles_the_same_bytecode_offline(tmp_path):

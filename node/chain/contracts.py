@@ -137,7 +137,8 @@ def compile_all(root: Path) -> dict[str, Artifact]:
     if errors:
         raise CompileError("\n".join(e.get("formattedMessage", e.get("message", "")) for e in errors))
     built = {}
-    for name in CONTRACTS:
+    names = [*CONTRACTS, *(f"I{n}" for n in CONTRACTS if f"contracts/I{n}.sol" in out["contracts"])]
+    for name in names:
         unit = out["contracts"][f"contracts/{name}.sol"][name]
         built[name] = Artifact(
             contract=name,
@@ -158,9 +159,17 @@ def build_artifact(write: bool = True) -> Artifact:
         raise CompileError("no contracts/ directory beside this package: compiling needs a checkout")
     built = compile_all(root)
     if write:
+        stale = False
+        for name in CONTRACTS:  # the interfaces follow the ABIs; they change no contract's bytecode
+            path = root / "contracts" / f"I{name}.sol"
+            text = solidity_interface(built[name])
+            if not path.exists() or path.read_text() != text:
+                path.write_text(text)
+                stale = True
+        built = compile_all(root) if stale else built
         ARTIFACT_PATH.parent.mkdir(parents=True, exist_ok=True)
-        for name, artifact in built.items():
-            artifact_path(name).write_text(artifact.to_json())
+        for name in CONTRACTS:
+            artifact_path(name).write_text(built[name].to_json())
     return built[MAIN_CONTRACT]
 
 
@@ -181,3 +190,80 @@ def load_artifact(name: str = MAIN_CONTRACT) -> Artifact:
             return artifact
     build_artifact(write=True)
     return Artifact.from_json(path.read_text())
+
+
+# ------------------------------------------------------------------ interfaces
+
+#: Enums travel as uint8 in the ABI, which does not name their members: the interface says them.
+ENUMS = {
+    "Phase": "None, Submission, Reveal, Aggregation, Verification, Finalized",
+    "FailReason": "LeaderTimeout, Rejected, Unverified, Disputed",
+    "State": "None, Active, Passed, Executed, Defeated, Expired",
+}
+
+
+def solidity_interface(artifact: Artifact) -> str:
+    """`contracts/I<Name>.sol`: every function, event and error of the compiled contract as a
+    Solidity interface, so a third party can call and decode it (Foundry's cast, another
+    language's ABI tooling) without our Python. Generated from the ABI; the tests check the file."""
+    structs: dict[str, list[dict[str, Any]]] = {}
+
+    def typ(item: dict[str, Any], location: str) -> str:
+        t, internal = item["type"], item.get("internalType", item["type"])
+        if t.startswith("tuple"):
+            name = internal.split()[-1].split(".")[-1]
+            base = name[: name.index("[")] if "[" in name else name
+            structs[base] = item["components"]
+            t = base + t[len("tuple"):]
+        elif internal.startswith("enum "):
+            t = "uint8"
+        needs = t.endswith("]") or t in ("string", "bytes") or t.split("[")[0] in structs
+        return f"{t} {location}" if needs and location else t
+
+    def params(items: list[dict[str, Any]], location: str = "", event: bool = False) -> str:
+        out = []
+        for i in items:
+            comment = ""
+            internal = i.get("internalType", "")
+            if internal.startswith("enum "):
+                comment = f" /* {internal.split('.')[-1]} */"
+            words = [typ(i, location) + comment] + (["indexed"] if event and i.get("indexed") else [])
+            out.append(" ".join(words + ([i["name"]] if i.get("name") else [])))
+        return ", ".join(out)
+
+    lines: list[str] = []
+    order = {"event": 0, "error": 1, "function": 2}
+    for item in sorted((i for i in artifact.abi if i["type"] in order), key=lambda i: (order[i["type"]], i["name"])):
+        if item["type"] == "event":
+            lines.append(f"    event {item['name']}({params(item['inputs'], event=True)});")
+        elif item["type"] == "error":
+            lines.append(f"    error {item['name']}({params(item['inputs'])});")
+        else:
+            mut = item["stateMutability"]
+            head = f"    function {item['name']}({params(item['inputs'], 'calldata')}) external"
+            head += "" if mut == "nonpayable" else f" {mut}"
+            if item["outputs"]:
+                head += f" returns ({params(item['outputs'], 'memory')})"
+            lines.append(head + ";")
+    struct_lines = []
+    for name, comps in sorted(structs.items()):
+        struct_lines.append(f"    struct {name} {{")
+        struct_lines += [f"        {typ(c, '')} {c['name']};" for c in comps]
+        struct_lines.append("    }")
+    enums = [f"///      {name}: {members} (0, 1, ...)" for name, members in ENUMS.items()
+             if f"enum {artifact.contract}.{name}" in json.dumps(artifact.abi)]
+    return "\n".join([
+        "// SPDX-License-Identifier: Apache-2.0",
+        "pragma solidity ^0.8.20;",
+        "",
+        f"/// @title I{artifact.contract}",
+        f"/// @notice Every function, event and error of {artifact.contract} (contracts/{artifact.contract}.sol, which",
+        "///         documents each one), for clients in any language. Generated from the compiled ABI by",
+        "///         `make compile`; the tests check it matches. docs/protocol.md is the normative text.",
+        *(["/// @dev Enums travel as uint8; their members, in order:"] + enums if enums else []),
+        f"interface I{artifact.contract} {{",
+        *struct_lines,
+        *lines,
+        "}",
+        "",
+    ])

@@ -142,6 +142,8 @@ class Governance:
         if action not in ACTIONS:
             raise InputError(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
         fn_name, where = ACTIONS[action]
+        if fn_name in ("addMember", "removeMember"):
+            args = [to_checksum_address(args[0]), *args[1:]]
         contract = self.ledger.contract if where == "ledger" else self.client.contract
         data = contract.encode_abi(fn_name, args=args)
         tx = self.client._transact("propose", contract.address, data, description)
