@@ -315,6 +315,21 @@ def audit_time_block(results: Path) -> str:
         "time: it grows with the bytes of the models, the rest is negligible.", "", source("demo", [("", d)])])
 
 
+def governance_gas_block(results: Path) -> str:
+    d = load(results, "gas")
+    if d is None or "governance" not in d:
+        return missing("gas", ".venv/bin/python bench/gas.py")
+    g = d["governance"]
+    return "\n".join([
+        f"| {g['members']} members, threshold {g['threshold_bps'] / 100:g}% | gas |", "|---|---:|",
+        f"| ending bootstrap (`govern`: deploy MemberVote, offer and accept the admin role) | {g['govern']:,} |",
+        f"| a proposal (with the proposer's vote) | {g['propose']:,} |",
+        f"| a vote (the most expensive: the one that passes it) | {g['vote_max']:,} |",
+        f"| executing an admission | {g['execute_add_member']:,} |",
+        f"| admitting a member, in all ({g['votes_to_pass']} votes with the proposer's) | {g['admission_total']:,} |",
+        "", source("gas", [("", d)])])
+
+
 #: The docs' generated blocks, by name.
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "storage-detail": storage_detail_block,
@@ -324,4 +339,5 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "scale": scale_block,
     "audit-example": audit_example_block,
     "audit-time": audit_time_block,
+    "governance-gas": governance_gas_block,
 }

@@ -307,6 +307,7 @@ FILES: dict[str, tuple[str, ...]] = {
     "docs/aggregation.md": ("aggregation-table", "aggregation-targets"),
     "docs/bench.md": ("round-overhead", "scale"),
     "docs/audit.md": ("audit-example", "audit-time"),
+    "docs/governance.md": ("governance-gas",),
 }
 
 MARKER = re.compile(r"<!-- bench:(?P<name>[a-z0-9-]+):begin[^>]*-->.*?<!-- bench:(?P=name):end -->", re.S)
