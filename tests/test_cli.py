@@ -342,6 +342,22 @@ def test_audit_json_of_a_live_contract_parses_and_an_unreachable_chain_exits_3(l
     assert down.returncode == EXIT_UNREACHABLE, down.stderr
 
 
+def test_audit_of_a_deployment_file_with_a_tampered_block_is_a_one_line_error_not_a_traceback(ledger, ipfs_node,
+                                                                                               tmp_path):
+    from fedledger.node.chain.deployment import Deployment
+
+    dep = Deployment(chain_id=ledger.admin.chain_id, address=ledger.address, abi_sha256=ledger.admin.artifact.abi_sha256,
+                     block=ledger.admin.block_number() + 10**9, admin=ledger.accounts[0].address, tx_hash="0x",
+                     solc_version="0.8.30", rpc_url=ledger.rpc_url)
+    dep.save(tmp_path / "deployment.json")
+    for args in (["--deployment", tmp_path / "deployment.json"], ["--rpc", ledger.rpc_url, "--contract", ledger.address,
+                                                                  "--from-block", str(2**63)]):
+        out = fedledger("audit", *args, "--ipfs", ipfs_node.api_url, "--quiet")
+        assert out.returncode == EXIT_UNREACHABLE, out.stderr  # docs/audit.md: RPC failures are exit 3
+        assert "Traceback" not in out.stderr and out.stderr.strip().startswith("error:"), out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
 WRONG_MODEL = """
 import fedledger
 from fedledger.node.training.workloads import load_digits_data

@@ -138,6 +138,10 @@ def run_audit(chain: ChainClient, source: BlobSource, *, from_block: int = 0, ta
         t0 = time.perf_counter()
         # One block fixes what is audited: a live federation may move on while the audit runs.
         head = chain.block_number()
+        if from_block > head:
+            raise ChainError(f"the events start at block {from_block} (the deployment file's, or --from-block) but "
+                             f"the chain at {chain.rpc_url} ends at block {head}: the file does not belong to this "
+                             "chain, or was altered")
         if anchor is not None:
             check_anchor(chain, anchor, head)
         trusted = trust_anchor(chain, head)

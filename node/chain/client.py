@@ -412,10 +412,8 @@ class ChainClient:
         round_: int | None = None,
     ) -> list[Event]:
         """Every FedLedger event in the block range (optionally one task's, one round's), in chain order.
-
         With `names`, the chain node filters by event signature, and by the indexed task and round
-        topics when every named event indexes them first: only the wanted logs cross the wire and
-        get decoded, whatever the length of the chain."""
+        topics when every named event indexes them first: only the wanted logs cross the wire."""
         self._need_contract()
         flt: dict[str, Any] = {"address": self.address, "fromBlock": from_block, "toBlock": to_block}
         wanted = set(names) if names else None
@@ -427,7 +425,10 @@ class ChainClient:
                     break
                 topics.append("0x" + int(value).to_bytes(32, "big").hex())
             flt["topics"] = topics
-        logs = self._rpc(lambda: self.w3.eth.get_logs(flt))
+        try:
+            logs = self._rpc(lambda: self.w3.eth.get_logs(flt))
+        except Web3RPCError as exc:  # a range the node refuses (past its head, too long): one line, exit 3
+            raise ChainError(f"eth_getLogs from block {from_block}: the chain node refused: {exc.message}") from None
         out = []
         for log in logs:
             name = self._event_by_topic.get(bytes(log["topics"][0]))
