@@ -237,6 +237,20 @@ contract FedLedger is Consortium {
     );
     /// @notice The task ran `rounds` rounds; `finalSha256` is its last global model.
     event TaskCompleted(uint256 indexed task, uint256 rounds, bytes32 finalSha256);
+    /// @notice The admin (after bootstrap: a vote of the members) changed `task`'s participant
+    ///         bounds, windows and round count during the submission phase of `round`; they apply
+    ///         from then on (the running window keeps its deadline).
+    event TaskUpdated(
+        uint256 indexed task,
+        uint256 round,
+        uint16 minParticipants,
+        uint16 maxParticipants,
+        uint32 submissionWindow,
+        uint32 aggregationWindow,
+        uint32 verificationWindow,
+        uint32 revealWindow,
+        uint32 maxRounds
+    );
     /// @notice The admin (after bootstrap: a vote of the members) cancelled `task` during `round`,
     ///         which ends unfinalized; `finalSha256` (from round - 1) stays its last global model.
     event TaskCancelled(uint256 indexed task, uint256 round, bytes32 finalSha256, address indexed by);
@@ -309,6 +323,49 @@ contract FedLedger is Consortium {
         st.completed = true;
         st.cancelled = true;
         emit TaskCancelled(task, st.currentRound, st.globalSha256, msg.sender);
+    }
+
+    /// @notice Change how many participants `task`'s rounds take, its windows and how many rounds
+    ///         it runs: a round that cannot close (too few members left for minParticipants) closes
+    ///         again. Admin only, and only while the current round accepts updates: what a round
+    ///         already decided (its participants, leader, verifiers, quorum, rule) never changes.
+    ///         The rule, its parameters, the verifiers and the quorum stay as created. Emits TaskUpdated.
+    function updateTask(
+        uint256 task,
+        uint16 minParticipants,
+        uint16 maxParticipants,
+        uint32 submissionWindow,
+        uint32 aggregationWindow,
+        uint32 verificationWindow,
+        uint32 revealWindow,
+        uint32 maxRounds
+    ) external onlyOwner {
+        _requireTask(task);
+        TaskState storage st = _state[task];
+        if (st.completed) revert TaskAlreadyCompleted(task);
+        Round storage rd = _round(task, st.currentRound);
+        if (rd.phase != Phase.Submission) revert WrongPhase(task, st.currentRound, Phase.Submission, rd.phase);
+        TaskConfig storage cfg = _config[task];
+        if (minParticipants == 0 || minParticipants <= cfg.verifiersPerRound) {
+            revert InvalidArgument("minParticipants must exceed verifiersPerRound");
+        }
+        if (maxParticipants < minParticipants || maxParticipants > MAX_PARTICIPANTS || maxParticipants < rd.count) {
+            revert InvalidArgument("maxParticipants out of range");
+        }
+        if (submissionWindow == 0 || aggregationWindow == 0 || verificationWindow == 0 || revealWindow == 0) {
+            revert InvalidArgument("windows must be at least 1 second");
+        }
+        if (maxRounds < st.currentRound) revert InvalidArgument("maxRounds below the current round");
+        cfg.minParticipants = minParticipants;
+        cfg.maxParticipants = maxParticipants;
+        cfg.submissionWindow = submissionWindow;
+        cfg.aggregationWindow = aggregationWindow;
+        cfg.verificationWindow = verificationWindow;
+        cfg.revealWindow = revealWindow;
+        cfg.maxRounds = maxRounds;
+        emit TaskUpdated(task, st.currentRound, minParticipants, maxParticipants, submissionWindow, aggregationWindow,
+            verificationWindow, revealWindow, maxRounds);
+        if (rd.count == maxParticipants) _closeWindow(task, st.currentRound, rd, cfg);
     }
 
     function _checkConfig(TaskConfig calldata cfg) internal pure {

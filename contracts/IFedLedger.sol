@@ -61,6 +61,7 @@ interface IFedLedger {
     event TaskCancelled(uint256 indexed task, uint256 round, bytes32 finalSha256, address indexed by);
     event TaskCompleted(uint256 indexed task, uint256 rounds, bytes32 finalSha256);
     event TaskCreated(uint256 indexed task, address indexed creator, TaskConfig config);
+    event TaskUpdated(uint256 indexed task, uint256 round, uint16 minParticipants, uint16 maxParticipants, uint32 submissionWindow, uint32 aggregationWindow, uint32 verificationWindow, uint32 revealWindow, uint32 maxRounds);
     event UpdateSubmitted(uint256 indexed task, uint256 indexed round, address indexed member, uint16 epoch, bytes32 parent, string cid, bytes32 sha256, uint64 numSamples, bytes32 commitment, bytes32 secret);
     event UpdateWithheld(uint256 indexed task, uint256 indexed round, address indexed member, address leader);
     event UpdatesIncluded(uint256 indexed task, uint256 indexed round, uint16 epoch, uint16 attempt, bytes included, bytes unavailable);
@@ -128,6 +129,7 @@ interface IFedLedger {
     function taskState(uint256 task) external view returns (bool completed, uint32 currentRound, bytes32 globalSha256, string memory globalCid);
     function timeout(uint256 task, uint256 round) external;
     function transferOwnership(address newOwner) external;
+    function updateTask(uint256 task, uint16 minParticipants, uint16 maxParticipants, uint32 submissionWindow, uint32 aggregationWindow, uint32 verificationWindow, uint32 revealWindow, uint32 maxRounds) external;
     function verifiersOf(uint256 task, uint256 round, uint256 attempt) external view returns (address[] memory);
     function withheldUpdates(address) external view returns (uint256);
 }

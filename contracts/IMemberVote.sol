@@ -12,7 +12,9 @@ interface IMemberVote {
         address proposer;
         address target;
         uint64 createdAt;
+        uint64 votingEnds;
         uint64 passedAt;
+        uint64 executableAt;
         uint16 electorate;
         uint16 required;
         uint16 yes;

@@ -6,12 +6,13 @@ import {FedLedger} from "./FedLedger.sol";
 
 /// @title MemberVote
 /// @notice Governs a FedLedger by a vote of its members once bootstrap ends. Any member proposes
-///         one call to the ledger (addMember, removeMember, createTask, cancelTask) or to this
+///         one call to the ledger (addMember, removeMember, createTask, updateTask, cancelTask) or to this
 ///         contract (setRules); members vote once each; a proposal passes when its yes votes reach
 ///         `thresholdBps` of the members at the time it was made, and any address executes it once
 ///         `delay` seconds have passed since. A proposal that can no longer pass is Defeated; one
 ///         that does not pass within `votingPeriod`, or is not executed within `votingPeriod` after
-///         its delay, is Expired.
+///         its delay, is Expired. A proposal keeps the delay and voting period in force when it was
+///         made.
 /// @dev    Bootstrap: the deployer admits the first members on the ledger, deploys this contract
 ///         and hands it the ledger's admin role (`transferOwnership`), and this contract accepts it
 ///         in `acceptAdmin`, which refuses a consortium of fewer than two members. From then on no
@@ -30,11 +31,15 @@ contract MemberVote {
         Expired // not passed, or not executed, in time
     }
 
+    /// @dev Each proposal keeps the rules in force when it was made: a later change of the delay or
+    ///      the voting period neither revives an expired proposal nor speeds up a passed one.
     struct Proposal {
         address proposer;
         address target; // the ledger or this contract
         uint64 createdAt;
+        uint64 votingEnds; // createdAt + votingPeriod
         uint64 passedAt; // 0 until it passes
+        uint64 executableAt; // passedAt + delay; executable until executableAt + votingPeriod
         uint16 electorate; // members when it was made
         uint16 required; // yes votes it needs
         uint16 yes;
@@ -116,6 +121,7 @@ contract MemberVote {
         bool governable = target == address(ledger)
             ? selector == ledger.addMember.selector || selector == ledger.removeMember.selector
                 || selector == ledger.createTask.selector || selector == ledger.cancelTask.selector
+                || selector == ledger.updateTask.selector
             : target == address(this) && selector == this.setRules.selector;
         if (!governable) revert NotGovernable(target, selector);
         if (bytes(description).length > 1024) revert InvalidArgument("description exceeds 1024 bytes");
@@ -125,6 +131,7 @@ contract MemberVote {
         p.proposer = msg.sender;
         p.target = target;
         p.createdAt = uint64(block.timestamp);
+        p.votingEnds = uint64(block.timestamp + votingPeriod);
         p.electorate = uint16(electorate);
         p.required = uint16((electorate * thresholdBps + 9999) / 10000);
         p.data = data;
@@ -152,7 +159,8 @@ contract MemberVote {
         emit Voted(id, msg.sender, support, p.yes, p.no);
         if (p.yes >= p.required) {
             p.passedAt = uint64(block.timestamp);
-            emit ProposalPassed(id, p.passedAt + delay);
+            p.executableAt = uint64(block.timestamp + delay);
+            emit ProposalPassed(id, p.executableAt);
         } else if (p.no > p.electorate - p.required) {
             emit ProposalDefeated(id);
         }
@@ -164,8 +172,7 @@ contract MemberVote {
         Proposal storage p = _proposal(id);
         State s = _state(p);
         if (s != State.Passed) revert WrongState(id, State.Passed, s);
-        uint256 executableAt = uint256(p.passedAt) + delay;
-        if (block.timestamp < executableAt) revert TooEarly(id, executableAt, block.timestamp);
+        if (block.timestamp < p.executableAt) revert TooEarly(id, p.executableAt, block.timestamp);
         p.executed = true;
         emit ProposalExecuted(id, msg.sender);
         result = Address.functionCall(p.target, p.data);
@@ -215,9 +222,10 @@ contract MemberVote {
     function _state(Proposal storage p) internal view returns (State) {
         if (p.executed) return State.Executed;
         if (p.passedAt != 0) {
-            return block.timestamp > uint256(p.passedAt) + delay + votingPeriod ? State.Expired : State.Passed;
+            uint256 window = p.votingEnds - p.createdAt;
+            return block.timestamp > uint256(p.executableAt) + window ? State.Expired : State.Passed;
         }
         if (p.no > p.electorate - p.required) return State.Defeated;
-        return block.timestamp > uint256(p.createdAt) + votingPeriod ? State.Expired : State.Active;
+        return block.timestamp > p.votingEnds ? State.Expired : State.Active;
     }
 }

@@ -102,16 +102,32 @@ def federation(ledger, ipfs_api: str, tmp: Path, *, n: int = 5, rounds: int = 1,
 
 
 def run(fed: Federation, timeout: float = 240.0, on_tick: Callable[[Federation], None] | None = None) -> None:
-    """Tick every peer in turn until the task completes (real time: deadlines pass as they do)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    """Tick every peer in turn until the task completes (real time: deadlines pass as they do).
+
+    A pass that mined a block is followed by another at once. A pass that mined none changed
+    nothing the peers can see (they train, fetch and verify inside their ticks), so only the round's
+    deadline passing can move the task on: the loop waits for exactly that."""
+    give_up = time.time() + timeout
+    head = fed.ledger.admin.block_number()
+    while time.time() < give_up:
         done = [p.tick() for p in fed.peers]
         if on_tick is not None:
             on_tick(fed)
         if all(done):
             return
-        time.sleep(0.05)
+        mined = fed.ledger.admin.block_number()
+        if mined == head:
+            time.sleep(max(0.0, min(_until_deadline(fed), give_up - time.time())))
+        head = mined
     raise TimeoutError(f"task {fed.task} did not complete within {timeout:.0f} s")
+
+
+def _until_deadline(fed: Federation) -> float:
+    """Seconds until the current round's deadline has passed in block time (blocks carry wall time)."""
+    state = fed.ledger.admin.task_state(fed.task)
+    if state.completed:
+        return 0.0
+    return fed.ledger.admin.round_info(fed.task, state.current_round).deadline + 1 - time.time()
 
 
 def records(fed: Federation) -> list[dict]:

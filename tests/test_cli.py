@@ -32,7 +32,8 @@ COMMANDS = {
     "task", "task create", "task list", "task show", "task pull",
     "ipfs", "ipfs init", "ipfs up", "ipfs addr", "ipfs down", "ipfs status",
     "govern", "vote", "execute", "proposals",
-    "propose", "propose add-member", "propose remove-member", "propose cancel-task", "propose rules",
+    "propose", "propose add-member", "propose remove-member", "propose cancel-task", "propose update-task",
+    "propose rules",
 }
 
 #: The commands that take --json.
@@ -43,7 +44,7 @@ JSON_COMMANDS = {
     "task create", "task list", "task show", "task pull",
     "ipfs init", "ipfs up", "ipfs down", "ipfs status",
     "govern", "vote", "execute", "proposals",
-    "propose add-member", "propose remove-member", "propose cancel-task", "propose rules",
+    "propose add-member", "propose remove-member", "propose cancel-task", "propose update-task", "propose rules",
 }
 
 PW_ENV = "FEDLEDGER_TEST_PW"
@@ -213,6 +214,7 @@ def test_every_json_command_prints_one_json_object_offline(tmp_path):
                                EXIT_INPUT),
         "propose remove-member": (["propose", "remove-member", "0xnot-an-address", "--deployment", missing], EXIT_INPUT),
         "propose cancel-task": (["propose", "cancel-task", "0", "--deployment", missing], EXIT_INPUT),
+        "propose update-task": (["propose", "update-task", "0", "--rounds", "9", "--deployment", missing], EXIT_INPUT),
         "propose rules": (["propose", "rules", "--threshold", "most", "--deployment", missing], EXIT_INPUT),
     }
     # `audit --json` prints a lineage, which needs a chain and an IPFS node: see the test below.
@@ -285,16 +287,22 @@ def chain_files(ledger, tmp_path):
     return dep, keys
 
 
-@pytest.mark.chain
-def test_status_shows_members_and_where_the_round_stands(ledger, chain_files):
+def two_member_task(ledger, verifiers: int, rounds: int) -> tuple[int, str]:
+    """org1 and org2 admitted and a task of theirs with 600 s windows: (task id, genesis sha256)."""
     from fedledger.node.protocol import TaskConfig
 
-    dep, _ = chain_files
     for i in (1, 2):
         ledger.admin.add_member(ledger.accounts[i].address, f"org{i}")
     genesis = "ab" * 32
     task, _ = ledger.admin.create_task(TaskConfig("bafkspec", "bafkgenesis", genesis, "fedavg", b"{}", 2, 2,
-                                                  600, 600, 600, 1, 1, 3))
+                                                  600, 600, 600, verifiers, verifiers, rounds))
+    return task, genesis
+
+
+@pytest.mark.chain
+def test_status_shows_members_and_where_the_round_stands(ledger, chain_files):
+    dep, _ = chain_files
+    task, genesis = two_member_task(ledger, verifiers=1, rounds=3)
     ledger.client(1).submit_update(task, 1, genesis, "bafkupdate", "cd" * 32, 10)
 
     data = as_json(fedledger("status", "--deployment", dep, "--json"))
@@ -412,14 +420,8 @@ def test_a_node_whose_own_workload_does_not_build_the_tasks_model_refuses_to_sta
 
 @pytest.mark.chain
 def test_status_watch_follows_a_round_to_the_end_of_the_task_one_json_line_per_change(ledger, chain_files):
-    from fedledger.node.protocol import TaskConfig
-
     dep, _ = chain_files
-    for i in (1, 2):
-        ledger.admin.add_member(ledger.accounts[i].address, f"org{i}")
-    genesis = "ab" * 32
-    task, _ = ledger.admin.create_task(TaskConfig("bafkspec", "bafkgenesis", genesis, "fedavg", b"{}", 2, 2,
-                                                  600, 600, 600, 0, 0, 1))
+    task, genesis = two_member_task(ledger, verifiers=0, rounds=1)
     proc = subprocess.Popen([*console_script(), "status", "--deployment", str(dep), "--watch", "0.2", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "COLUMNS": "200"})

@@ -140,6 +140,27 @@ def test_the_threshold_changes_by_vote_and_never_falls_to_half(ledger):
     assert gov.proposal(half).state == "passed" and gov.rules().threshold_bps == 10000
 
 
+def test_a_proposal_keeps_the_rules_it_was_made_under(ledger):
+    """A later vote on the rules neither revives an expired proposal nor holds back a passed one."""
+    gov = governed(ledger, members=(1, 2, 3))
+    one, two = as_member(ledger, gov, 1), as_member(ledger, gov, 2)
+    stale, _ = one.propose("remove-member", [ledger.accounts[3].address])
+    ready, _ = one.propose("add-member", [ledger.accounts[5].address, "org5"])
+    two.vote(ready, True)
+    slower, _ = one.propose("set-rules", [6666, 600, 100 * PERIOD])
+    two.vote(slower, True)
+    gov.execute(slower)
+    assert gov.rules() == Rules(6666, 600, 100 * PERIOD)
+    gov.execute(ready)  # passed without a delay: the new 600 s delay does not apply to it
+    assert ledger.admin.is_member(ledger.accounts[5].address)
+    ledger.advance(PERIOD + 1)  # past the stale proposal's own voting period
+    assert gov.proposal(stale).state == "expired"  # the new, longer period does not reopen it
+    expect_revert("WrongState", two.vote, stale, True)
+    fresh, _ = one.propose("cancel-task", [0])
+    two.vote(fresh, True), as_member(ledger, gov, 3).vote(fresh, True)  # 3 of the 4 members now
+    expect_revert("TooEarly", gov.execute, fresh)  # proposals made now wait the new delay
+
+
 def test_a_delay_holds_execution_back(ledger):
     gov = governed(ledger, delay=600)
     pid, _ = as_member(ledger, gov, 1).propose("add-member", [ledger.accounts[5].address, "org5"])
@@ -198,6 +219,76 @@ def test_a_removal_executed_during_a_round_lets_the_removed_leader_and_verifier_
     # From the next round on the removed members are out.
     ledger.advance(1)
     expect_revert("NotMember", ledger.client(leader).submit_update, task, 2, h("agg"), "bafk", h("x"), 10)
+
+
+def _update(gov_members, gov, task, **changes):
+    """Propose updateTask with `changes` over the task's current settings, pass it, execute it."""
+    cfg = gov.ledger.task_config(task)
+    values = dict(min_participants=cfg.min_participants, max_participants=cfg.max_participants,
+                  submission_window=cfg.submission_window, aggregation_window=cfg.aggregation_window,
+                  verification_window=cfg.verification_window, reveal_window=cfg.reveal_window,
+                  max_rounds=cfg.max_rounds) | changes
+    pid, _ = gov_members[0].propose("update-task", [task, *values.values()])
+    for m in gov_members[1:]:
+        if gov.proposal(pid).state == "active":
+            m.vote(pid, True)
+    return gov.execute(pid)
+
+
+def test_a_round_too_few_members_are_left_for_closes_once_a_vote_lowers_its_minimum(ledger):
+    gov = governed(ledger, members=(1, 2, 3, 4))
+    members = [as_member(ledger, gov, i) for i in (1, 2, 3, 4)]
+    pid, _ = members[0].propose("create-task", [config(min_participants=4, verifiers_per_round=1, quorum=1).to_tuple()])
+    members[1].vote(pid, True), members[2].vote(pid, True)
+    task = gov.execute(pid).event("TaskCreated")["task"]
+    submit_all(ledger, task, 1, [1, 2, 3])  # the fourth organisation has left for good
+    ledger.advance(101)
+    err = expect_revert("NotEnoughParticipants", ledger.admin.close_submissions, task, 1)
+    assert (err.args_["have"], err.args_["need"]) == (3, 4)
+    tx = _update(members, gov, task, min_participants=3, submission_window=30)
+    updated = tx.event("TaskUpdated")
+    assert (updated["round"], updated["minParticipants"], updated["submissionWindow"]) == (1, 3, 30)
+    ledger.admin.close_submissions(task, 1)  # the stalled round closes and goes on
+    assert ledger.admin.round_info(task, 1).phase == Phase.REVEAL
+    expect_revert("WrongPhase", _update, members, gov, task, min_participants=2)  # not mid-round
+    cfg = ledger.admin.task_config(task)
+    assert (cfg.min_participants, cfg.submission_window, cfg.rule_id, cfg.verifiers_per_round) == (3, 30, "fedavg", 1)
+
+
+def test_update_task_keeps_a_round_closable_and_lowering_its_maximum_closes_a_full_round(ledger):
+    gov = governed(ledger, members=(1, 2, 3, 4))
+    members = [as_member(ledger, gov, i) for i in (1, 2, 3, 4)]
+    pid, _ = members[0].propose("create-task", [config(min_participants=3).to_tuple()])
+    members[1].vote(pid, True), members[2].vote(pid, True)
+    task = gov.execute(pid).event("TaskCreated")["task"]
+    submit_all(ledger, task, 1, [1, 2, 3])
+    for bad, what in ((dict(min_participants=2), "exceed verifiersPerRound"),  # 2 verifiers need 3 participants
+                      (dict(max_participants=2), "maxParticipants"),  # fewer than the 3 updates it holds
+                      (dict(max_rounds=0), "maxRounds"), (dict(submission_window=0), "windows")):
+        err = expect_revert("InvalidArgument", _update, members, gov, task, **bad)
+        assert what in err.args_["what"], (bad, err.args_)
+    tx = _update(members, gov, task, max_participants=3)
+    assert tx.event("SubmissionsClosed")["participants"] == 3  # full now: closed in the same transaction
+
+
+def test_the_audit_follows_a_round_count_changed_by_vote(ledger):
+    from fedledger.node.audit.replay import rebuild_lineage
+
+    gov = governed(ledger, members=(1, 2, 3))
+    members = [as_member(ledger, gov, i) for i in (1, 2, 3)]
+    pid, _ = members[0].propose("create-task", [config(min_participants=2, verifiers_per_round=1, quorum=1,
+                                                       max_rounds=5).to_tuple()])
+    members[1].vote(pid, True)
+    task = gov.execute(pid).event("TaskCreated")["task"]
+    _update(members, gov, task, max_rounds=1)
+    submit_all(ledger, task, 1, [1, 2, 3])
+    elected = close(ledger, task, 1).event("LeaderElected")
+    ledger.client(index_of(ledger, elected["leader"])).publish_aggregate(task, 1, 0, "bafkg1", h("g1"))
+    done = ledger.client(index_of(ledger, elected["verifiers"][0])).attest(task, 1, 0, True, h("g1"))
+    assert done.event("TaskCompleted")["rounds"] == 1
+    tasks, _ = rebuild_lineage(ledger.admin.events(), task)
+    assert tasks[0].max_rounds == 1 and tasks[0].completed
+    assert not [f for f in tasks[0].failures if f.kind == "completion"]
 
 
 def test_bootstrap_refuses_a_consortium_one_key_would_still_rule(ledger):

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import socket
 import stat
 import subprocess
@@ -30,6 +29,8 @@ from fedledger.node.storage.modelfile import ModelSpec
 from fedledger.node.cli.app import app as fedledger_app
 from fedledger.node.errors import EXIT_INPUT, EXIT_REFUSED, EXIT_UNREACHABLE
 from fedledger.node.storage.orgnode import OrgIpfsDaemon
+
+from .guides import run_guide
 
 ROOT = Path(__file__).resolve().parent.parent
 PW_ENV = "FL_OPS_TEST_PASSWORD"
@@ -445,13 +446,6 @@ def test_every_fedledger_command_in_the_docs_parses_with_the_real_cli(doc):
             pytest.fail(f"{doc}: `{line}` does not parse: {exc.format_message()}")
 
 
-def _stop_guide_processes(run_dir: Path) -> None:
-    for repo in run_dir.glob("org*/ipfs"):
-        OrgIpfsDaemon(repo).stop()
-    if (run_dir / "devnet" / "devnet.json").exists():
-        Devnet.load(run_dir / "devnet").down()
-
-
 GUIDE_PAUSE = 90
 
 
@@ -461,45 +455,15 @@ def test_consortium_guide_takes_two_organisations_to_a_completed_task(tmp_path, 
     """docs/consortium.md, run as written (scripts/run_guide.sh): real Anvil, two IPFS daemons, two
     node processes, only operator commands; at a human pace, with the nodes started 90 s after the
     task was created (its round 1 submission window is 60 s)."""
-    from tests.plugins.ipfs import require_jsipfs
-
-    require_jsipfs()
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    # `fedledger` on PATH: the console entry point of this checkout's venv.
-    (shim / "fedledger").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m fedledger.node.cli "$@"\n')
-    (shim / "fedledger").chmod(0o755)
-    run_dir = tmp_path / "consortium"
-    env = {**os.environ, "PATH": f"{shim}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "OMP_NUM_THREADS": "1"}
     # At a human pace: 90 s between creating the task and starting the nodes, longer than the
     # 60 s submission window round 1 opens with.
+    run_dir = tmp_path / "consortium"
     guide = (ROOT / "docs" / "consortium.md").read_text()
     create = guide.index("fedledger task create")
     after = guide.index("```\n", create) + len("```\n")
     paced = tmp_path / "consortium-paced.md"
     paced.write_text(guide[:after] + f"\n```sh\nsleep {GUIDE_PAUSE}\n```\n" + guide[after:])
-    proc = subprocess.Popen([str(ROOT / "scripts" / "run_guide.sh"), str(paced), str(run_dir)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-    def stop():
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        _stop_guide_processes(run_dir)
-
-    request.addfinalizer(stop)
-    try:
-        out, _ = proc.communicate(timeout=360 + GUIDE_PAUSE)
-    except subprocess.TimeoutExpired:
-        stop()
-        logs = "\n".join(p.read_text()[-2000:] for p in run_dir.glob("org*/node.log"))
-        pytest.fail(f"the guide did not finish within {360 + GUIDE_PAUSE} s; node logs:\n{logs}")
-    assert proc.returncode == 0, out[-6000:]
+    out = run_guide(paced, run_dir, tmp_path, request, timeout=360 + GUIDE_PAUSE)
     assert "completed after 2 rounds" in out
 
     # Audit afterwards: the chain restarts from its state file and holds the whole lineage.

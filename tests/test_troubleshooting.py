@@ -131,6 +131,12 @@ CASES = [
          r"--anchor '12' must be BLOCK:HASH"),
     Case("`devnet down` where no devnet was started", ["devnet", "down", "--dir", "nowhere"], EXIT_INPUT,
          r"no devnet recorded in nowhere"),
+    Case("`govern` before a vote could bind anyone (one member)",
+         ["govern", "--keystore", "admin.json", "--password", f"env:{PW_ENV}"], EXIT_INPUT,
+         r"the consortium has 1 member\(s\): admit at least two"),
+    Case("`proposals` while the consortium is in bootstrap", ["proposals"], EXIT_INPUT,
+         r"still in bootstrap: its admin 0x\w+ decides alone\. End bootstrap with `fedledger govern"),
+    Case("a vote that is neither yes nor no", ["vote", "0", "perhaps"], EXIT_INPUT, r"vote yes or no, not 'perhaps'"),
 ]
 
 

@@ -381,6 +381,10 @@ class _Rebuild:
                                       f"{(last.global_sha256 if last else '-')[:16]} (max {t.max_rounds})"))
 
 
+    def _on_TaskUpdated(self, ev: Event) -> None:
+        # A vote changed the participant bounds, windows or round count; the rule and its checks stay.
+        self.tasks[ev["task"]].max_rounds = ev["maxRounds"]
+
     def _on_TaskCancelled(self, ev: Event) -> None:
         t = self.tasks[ev["task"]]
         t.completed, t.cancelled_in, t.final_sha256 = True, ev["round"], ev["finalSha256"]

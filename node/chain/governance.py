@@ -26,6 +26,7 @@ ACTIONS = {
     "remove-member": ("removeMember", "ledger"),
     "create-task": ("createTask", "ledger"),
     "cancel-task": ("cancelTask", "ledger"),
+    "update-task": ("updateTask", "ledger"),
     "set-rules": ("setRules", "vote"),
 }
 
@@ -167,17 +168,17 @@ class Governance:
     def proposal(self, proposal: int) -> Proposal:
         raw = self.client._view("proposal", proposal)
         state = STATES[self.client._view("state", proposal)]
-        (proposer, target, created, passed, electorate, required, yes, no, _executed, data, description) = raw
+        (proposer, target, created, _ends, passed, executable, electorate, required, yes, no, _executed, data,
+         description) = raw
         contract = self.ledger.contract if target == self.ledger.address else self.client.contract
         fn, params = contract.decode_function_input(data)
         action = next(word for word, (name, _) in ACTIONS.items() if name == fn.fn_name)
-        delay = self.client._view("delay")
         return Proposal(
             id=proposal, state=state, action=action,
             args={k: (to_checksum_address(v) if isinstance(v, str) and v.startswith("0x") and len(v) == 42
                       else plain(k, v)) for k, v in params.items()},
             description=description, proposer=proposer, electorate=electorate, required=required, yes=yes, no=no,
-            created_at=created, passed_at=passed, executable_at=passed + delay if passed else None,
+            created_at=created, passed_at=passed, executable_at=executable if passed else None,
         )
 
     def proposals(self) -> list[Proposal]:

@@ -68,6 +68,9 @@ def describe(p) -> str:
         "add-member": lambda: f"admit {a.get('name')} ({a.get('member')})",
         "remove-member": lambda: f"remove {a.get('member')}",
         "cancel-task": lambda: f"cancel task {a.get('task')}",
+        "update-task": lambda: (f"update task {a.get('task')}: {a.get('minParticipants')}-{a.get('maxParticipants')} "
+                                f"participants, windows {a.get('submissionWindow')}/{a.get('aggregationWindow')}/"
+                                f"{a.get('verificationWindow')}/{a.get('revealWindow')} s, {a.get('maxRounds')} rounds"),
         "create-task": lambda: "create a task (rule {}, {} rounds)".format(
             a.get("cfg", {}).get("ruleId", "?"), a.get("cfg", {}).get("maxRounds", "?")),
         "set-rules": lambda: (f"set the threshold to {a.get('thresholdBps_', 0) / 100:g}% of the members, the delay to "
@@ -130,6 +133,44 @@ def propose_cancel(
         acc, gov = _access(deployment, rpc, poa, config, keystore, password, devnet)
         acc.client.require_task(task)
         pid, tx = gov.propose("cancel-task", [task], description)
+        _proposed(as_json, gov, pid, tx)
+
+
+@propose_app.command("update-task", epilog=EXIT_CODES_HELP)
+@reflow
+def propose_update(
+    task: int = typer.Argument(..., min=0, help="The task id."),
+    min_participants: Optional[int] = typer.Option(None, "--min-participants", min=1,
+                                                   help="Updates a round needs before it can close."),
+    max_participants: Optional[int] = typer.Option(None, "--max-participants", min=1,
+                                                   help="Updates that close a round at once."),
+    submission_window: Optional[int] = typer.Option(None, "--submission-window", min=1, help="Seconds."),
+    aggregation_window: Optional[int] = typer.Option(None, "--aggregation-window", min=1, help="Seconds."),
+    verification_window: Optional[int] = typer.Option(None, "--verification-window", min=1, help="Seconds."),
+    reveal_window: Optional[int] = typer.Option(None, "--reveal-window", min=1, help="Seconds."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="Rounds the task runs (not below the current one)."),
+    description: str = typer.Option("", "--description", help="Why, for the other members (at most 1024 bytes)."),
+    deployment: Optional[Path] = deployment_opt(), rpc: Optional[str] = rpc_opt(), poa: Optional[bool] = poa_opt(),
+    config: Optional[Path] = config_opt(), keystore: Optional[Path] = keystore_opt(),
+    password: Optional[str] = password_opt(), devnet: Optional[Path] = devnet_opt(), as_json: bool = json_opt(),
+) -> None:
+    """Propose changing a task's participant bounds, windows or round count (members only); what you
+    leave out stays as it is. It can be executed only while the task's current round accepts
+    updates, and applies from then on: lowering --min-participants lets a round that cannot close
+    (too few members left) close. The rule, its parameters, the verifiers and the quorum never change."""
+    with reporting(as_json):
+        acc, gov = _access(deployment, rpc, poa, config, keystore, password, devnet)
+        acc.client.require_task(task)
+        cfg = acc.client.task_config(task)
+
+        def pick(value, current):
+            return current if value is None else value
+
+        args = [task, pick(min_participants, cfg.min_participants), pick(max_participants, cfg.max_participants),
+                pick(submission_window, cfg.submission_window), pick(aggregation_window, cfg.aggregation_window),
+                pick(verification_window, cfg.verification_window), pick(reveal_window, cfg.reveal_window),
+                pick(rounds, cfg.max_rounds)]
+        pid, tx = gov.propose("update-task", args, description)
         _proposed(as_json, gov, pid, tx)
 
 

@@ -164,6 +164,9 @@ class Peer:
         if view.state.completed:
             return True
         self._progress(view)
+        info = view.round
+        if info.phase == Phase.SUBMISSION and time.time() >= info.deadline and info.count < self.config.min_participants:
+            self.config = self.chain.task_config(self.task)  # a vote may have lowered the minimum (updateTask)
         self.prune(view.state.current_round)
         for step in decide(view, self.me, self.config, time.time(), self._done_steps):
             self.act(step, view.round, view.state.global_sha256, view.state.global_cid)
