@@ -348,6 +348,10 @@ def test_audit_json_of_a_live_contract_parses_and_an_unreachable_chain_exits_3(l
     down = fedledger("audit", "--rpc", closed_port_url(), "--contract", ledger.address, "--ipfs", ipfs_node.api_url,
                      "--quiet")
     assert down.returncode == EXIT_UNREACHABLE, down.stderr
+    no_ipfs = fedledger("audit", "--rpc", ledger.rpc_url, "--contract", ledger.address, "--ipfs", closed_port_url(),
+                        "--quiet")
+    assert no_ipfs.returncode == EXIT_UNREACHABLE and "Traceback" not in no_ipfs.stderr, no_ipfs.stderr
+    assert len(no_ipfs.stderr.strip().splitlines()) == 1 and "IPFS" in no_ipfs.stderr, no_ipfs.stderr
 
 
 def test_audit_of_a_deployment_file_with_a_tampered_block_is_a_one_line_error_not_a_traceback(ledger, ipfs_node,

@@ -259,6 +259,12 @@ def audit_live(rpc_url: str | None, contract: str | os.PathLike[str] | None, ipf
         raise AuditError(str(exc)) from exc
     source = LiveIpfs(ipfs_url)
     try:
+        # Unreachable: exit 3 with one line, before any model is marked as missing for it.
+        source.client.id()
+    except StorageError:
+        source.close()
+        raise
+    try:
         result = run_audit(chain, source, from_block=start, task=task, model=model, fetch_timeout=fetch_timeout,
                            say=say, timing={"start_chain": time.perf_counter() - t0}, anchor=anchor)
     finally:
