@@ -7,6 +7,7 @@ sample count of each, and the sha256 of each (which fixes the order of every flo
 """
 
 from ._core import LANES, AggregationError, Model, TensorSource, UpdateSource, canonical_order
+from .clipping import centered_clipping
 from .fedcurv import FEDCURV_PREFIX, sum_fedcurv_terms
 from .mean import FedAvgStream, fedavg, merge_aggregates
 from .registry import (
@@ -38,6 +39,7 @@ __all__ = [
     "AggregationError",
     "FEDCURV_PREFIX",
     "FedAvgStream",
+    "centered_clipping",
     "Model",
     "Param",
     "Rule",

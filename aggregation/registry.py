@@ -26,6 +26,7 @@ import numpy as np
 
 from ._core import AggregationError, Model, UpdateSource
 from .bounds import bound_updates, cap_weights
+from .clipping import centered_clipping
 from .mean import fedavg
 from .robust import (
     bulyan,
@@ -187,6 +188,19 @@ RULES: dict[str, Rule] = {
             exact=False,
             tolerance_of=lambda p: (max(10 * p["tol"], SELECTION_RTOL), 0.0),
             uses_weights=True,
+        ),
+        Rule(
+            "cclip",
+            "centered clipping from the coordinate median",
+            "Karimireddy, He, Jaggi 2021",
+            (
+                Param("tau", "float", 0.0, 0.0, 1e30, doc="clipping radius (0: the round's median distance to the "
+                      "coordinate median)"),
+                Param("iters", "int", 3, 1, 100, doc="clipping steps"),
+            ),
+            lambda u, w, hashes, tau, iters: centered_clipping(u, w, tau=tau, iters=iters, hashes=hashes),
+            exact=False,
+            tolerance_of=lambda p: (SELECTION_RTOL, 0.0),
         ),
         Rule(
             "krum",

@@ -46,13 +46,15 @@ def valid_params(rule: str, n: int) -> dict:
         "median": {},
         "trimmed_mean": {"beta": 0.25},
         "geomedian": {"max_iter": 50, "tol": 1e-7},
+        "cclip": {"iters": 3},
         "krum": {"f": max(0, (n - 3) // 2)},
         "multikrum": {"f": max(0, (n - 3) // 2)},
         "bulyan": {"f": max(0, (n - 3) // 4)},
     }[rule]
 
 
-MIN_N = {"fedavg": 1, "median": 1, "trimmed_mean": 1, "geomedian": 1, "krum": 3, "multikrum": 3, "bulyan": 3}
+MIN_N = {"fedavg": 1, "median": 1, "trimmed_mean": 1, "geomedian": 1, "cclip": 1, "krum": 3, "multikrum": 3,
+         "bulyan": 3}
 ALL_RULES = sorted(MIN_N)
 
 finite32 = st.floats(-1e6, 1e6, width=32, allow_subnormal=True)

@@ -26,7 +26,7 @@ from fedledger.aggregation import (
     trimmed_mean,
 )
 
-ON_CHAIN_IDS = ["fedavg", "median", "trimmed_mean", "geomedian", "krum", "multikrum", "bulyan"]
+ON_CHAIN_IDS = ["fedavg", "median", "trimmed_mean", "geomedian", "cclip", "krum", "multikrum", "bulyan"]
 
 
 def models(n, sizes=(("a", (30, 20)), ("b", (20,))), seed=0, dtype=np.float32):

@@ -1,0 +1,79 @@
+"""Centered clipping (aggregation/clipping.py): what it promises, property by property."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedledger.aggregation import AggregationError, centered_clipping, coordinate_median, fedavg
+from fedledger.aggregation.registry import aggregate, aggregates_match, decode_params, encode_params
+
+
+def hashes(n: int) -> list[bytes]:
+    return [bytes([i + 1]) * 32 for i in range(n)]
+
+
+def honest_and_attackers(seed: int, n_honest: int = 7, attack: float = -10.0, n_bad: int = 3):
+    rng = np.random.default_rng(seed)
+    honest = [{"w": rng.normal(1.0, 0.1, (20, 30)).astype(np.float32), "b": rng.normal(0, 0.1, 30).astype(np.float32)}
+              for _ in range(n_honest)]
+    bad = [{"w": np.full((20, 30), attack, np.float32), "b": np.full(30, attack, np.float32)} for _ in range(n_bad)]
+    return honest, bad
+
+
+def test_identical_updates_come_back_bit_for_bit():
+    x = {"w": np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)}
+    out = centered_clipping([x] * 5, hashes=hashes(5))
+    assert out["w"].dtype == np.float32 and np.array_equal(out["w"], x["w"])
+
+
+def test_a_minority_cannot_drag_the_centre_where_fedavg_follows_it():
+    honest, bad = honest_and_attackers(1, attack=-1e6)
+    ours = centered_clipping(honest + bad, hashes=hashes(10))
+    mean = fedavg(honest, [1] * 7, hashes=hashes(7))
+    poisoned = fedavg(honest + bad, [1] * 10, hashes=hashes(10))
+    err = max(float(np.abs(ours[k] - mean[k]).max()) for k in ours)
+    assert err < 0.25 and float(np.abs(poisoned["w"] - mean["w"]).max()) > 1e5
+
+
+def test_on_clean_heterogeneous_updates_it_stays_closer_to_the_mean_than_the_median_does():
+    rng = np.random.default_rng(3)
+    ups = [{"w": rng.normal(i * 0.3, 0.05, 200).astype(np.float32)} for i in range(8)]  # spread, like non-iid data
+    mean = fedavg(ups, [1] * 8, hashes=hashes(8))["w"]
+    ours = centered_clipping(ups, hashes=hashes(8), iters=10)["w"]
+    med = coordinate_median(ups, hashes=hashes(8))["w"]
+    assert np.linalg.norm(ours - mean) < 0.5 * np.linalg.norm(med - mean)
+
+
+def test_a_radius_no_update_exceeds_makes_it_the_mean():
+    honest, _ = honest_and_attackers(2)
+    ours = centered_clipping(honest, tau=1e30, iters=1, hashes=hashes(7))
+    mean = fedavg(honest, [1] * 7, hashes=hashes(7))
+    assert all(np.allclose(ours[k], mean[k], rtol=0, atol=1e-6) for k in ours)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.permutations(list(range(6))), st.integers(0, 2**32 - 1))
+def test_input_order_never_changes_a_bit(perm, seed):
+    honest, bad = honest_and_attackers(seed % 1000, n_honest=4, n_bad=2, attack=5.0)
+    ups, hs = honest + bad, hashes(6)
+    a = centered_clipping(ups, hashes=hs)
+    b = centered_clipping([ups[i] for i in perm], hashes=[hs[i] for i in perm])
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_parameters_are_checked_and_registered_with_a_verification_tolerance():
+    assert encode_params("cclip", {}) == (b'{"iters":3,"max_norm":0.0,"norm_cap":10.0,"norm_clip":true,"tau":0.0,'
+                                          b'"weight_cap":3.0}')
+    with pytest.raises(ValueError, match="iters"):
+        decode_params("cclip", b'{"iters": 0}')
+    with pytest.raises(AggregationError, match="tau"):
+        centered_clipping([{"w": np.ones(3, np.float32)}], tau=-1.0)
+    honest, bad = honest_and_attackers(4)
+    params = encode_params("cclip", {"iters": 5})
+    out = aggregate("cclip", params, honest + bad, [1] * 10, hashes(10))
+    drifted = {k: v * np.float32(1 + 1e-7) for k, v in out.items()}
+    assert aggregates_match("cclip", params, out, drifted)[0]
+    assert not aggregates_match("cclip", params, out, {k: v + np.float32(0.01) for k, v in out.items()})[0]
