@@ -3,6 +3,7 @@ bench/results/*.json (the README's are in figures.py, which says how generated b
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +17,7 @@ from figures import (
     load,
     missing,
     percent,
+    percent_of,
     source,
     span,
     table,
@@ -330,6 +332,38 @@ def governance_gas_block(results: Path) -> str:
         "", source("gas", [("", d)])])
 
 
+RULE_NAMES = {"fedavg": "FedAvg", "median": "median", "trimmed_mean": "trimmed mean", "multikrum": "Multi-Krum",
+              "cclip": "centered clipping", "geomedian": "geometric median", "krum": "Krum", "bulyan": "Bulyan"}
+
+
+def robustness_block(results: Path) -> str:
+    d = load(results, "robustness")
+    if d is None:
+        return missing("robustness", ".venv/bin/python bench/robustness.py")
+    c = d["config"]
+    rules = list(dict.fromkeys(r["rule"] for r in d["rows"]))
+    lines = [f"{c['orgs']} organisations, {c['attackers']} of them attacking, {c['workload']}, {c['epochs']} local "
+             f"epoch{'s' if c['epochs'] != 1 else ''}, {c['rounds']} rounds; final accuracy, and in brackets the share "
+             "of the same rule's clean accuracy it keeps. Each rule is told the number of attackers where it takes "
+             f"one ({', '.join(f'{k} {json.dumps(v)}' for k, v in d['params'].items())}). Run {d['mode']}.", "",
+             "| partition | attack | " + " | ".join(RULE_NAMES.get(r, r) for r in rules) + " |",
+             "| --- | --- | " + " | ".join("---:" for _ in rules) + " |"]
+    for scheme in dict.fromkeys(r["partition"] for r in d["rows"]):
+        for attack in dict.fromkeys(r["attack"] for r in d["rows"]):
+            cells = {r["rule"]: r for r in d["rows"] if r["partition"] == scheme and r["attack"] == attack}
+            row = []
+            for rule in rules:
+                r = cells.get(rule)
+                if r is None:
+                    row.append("–")
+                elif attack == "none":
+                    row.append(f"{r['accuracy']:.3f}")
+                else:
+                    row.append(f"{r['accuracy']:.3f} ({percent_of(r['kept_of_own_clean'])})")
+            lines.append(f"| {scheme} | {attack} | " + " | ".join(row) + " |")
+    return "\n".join([*lines, "", source("robustness", [("", d)])])
+
+
 #: The docs' generated blocks, by name.
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "storage-detail": storage_detail_block,
@@ -340,4 +374,5 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "audit-example": audit_example_block,
     "audit-time": audit_time_block,
     "governance-gas": governance_gas_block,
+    "robustness": robustness_block,
 }

@@ -304,7 +304,7 @@ README_SECTIONS = ("Round overhead against Flower", "Scale:")
 FILES: dict[str, tuple[str, ...]] = {
     "README.md": ("demo", "audit-summary", "storage", "aggregation", "faults", "learning", "summary", "gas"),
     "docs/storage.md": ("storage-detail",),
-    "docs/aggregation.md": ("aggregation-table", "aggregation-targets"),
+    "docs/aggregation.md": ("aggregation-table", "aggregation-targets", "robustness"),
     "docs/bench.md": ("round-overhead", "scale"),
     "docs/audit.md": ("audit-example", "audit-time"),
     "docs/governance.md": ("governance-gas",),

@@ -210,3 +210,47 @@ def malformed_update(kind: str, tensors: Mapping[str, np.ndarray], meta: Mapping
     if kind == "wrong_member":
         return write_model(tensors, {**meta, "member": "0x" + "11" * 20})
     raise ValueError(f"no payload for malformed kind {kind!r}")
+
+
+# --------------------------------------------------------------------------- colluding attacks
+# Both attacks of the literature against robust rules assume colluders who pool what they would
+# honestly have sent. They are pure functions of the parent and the colluders' honest models, so
+# the robustness bench and a node use the same arithmetic.
+
+
+def alie_z(n: int, f: int) -> float:
+    """Baruch, Baruch, Goldberg 2019 ("A Little Is Enough"): the number of standard deviations that
+    stays inside the honest spread for n participants of which f collude:
+    s = floor(n / 2 + 1) - f supporters needed, z = Phi^-1((n - s) / n)."""
+    from statistics import NormalDist
+
+    if not 0 < f < n:
+        raise InputError(f"ALIE needs 0 < colluders < participants, got {f} of {n}")
+    s = n // 2 + 1 - f
+    return NormalDist().inv_cdf((n - s) / n)
+
+
+def _deltas(parent: Mapping[str, np.ndarray], honest: list[Mapping[str, np.ndarray]], name: str) -> np.ndarray:
+    p = np.asarray(parent[name], dtype=np.float64)
+    return np.stack([np.asarray(h[name], dtype=np.float64) - p for h in honest])
+
+
+def alie_update(parent: Mapping[str, np.ndarray], honest: list[Mapping[str, np.ndarray]], z: float) -> dict[str, np.ndarray]:
+    """What every ALIE colluder submits: parent + mean - z * std of the colluders' honest changes,
+    coordinate by coordinate (population std, as in the paper)."""
+    out = {}
+    for name, w in parent.items():
+        d = _deltas(parent, honest, name)
+        out[name] = (np.asarray(w, dtype=np.float64) + d.mean(axis=0) - z * d.std(axis=0)).astype(np.asarray(w).dtype)
+    return out
+
+
+def ipm_update(parent: Mapping[str, np.ndarray], honest: list[Mapping[str, np.ndarray]], eps: float) -> dict[str, np.ndarray]:
+    """Xie, Koyejo, Gupta 2019 (inner-product manipulation): parent - eps * the mean of the
+    colluders' honest changes, so the aggregate's inner product with the true direction turns
+    negative; eps = 0.1 in the paper's attack on median and Krum."""
+    out = {}
+    for name, w in parent.items():
+        d = _deltas(parent, honest, name)
+        out[name] = (np.asarray(w, dtype=np.float64) - eps * d.mean(axis=0)).astype(np.asarray(w).dtype)
+    return out

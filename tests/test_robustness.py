@@ -1,4 +1,5 @@
-"""Centered clipping (aggregation/clipping.py): what it promises, property by property."""
+"""Robust aggregation on heterogeneous data: centered clipping (aggregation/clipping.py), property by
+property, and the colluding attacks of the literature it must withstand (ALIE, IPM)."""
 
 from __future__ import annotations
 
@@ -77,3 +78,32 @@ def test_parameters_are_checked_and_registered_with_a_verification_tolerance():
     drifted = {k: v * np.float32(1 + 1e-7) for k, v in out.items()}
     assert aggregates_match("cclip", params, out, drifted)[0]
     assert not aggregates_match("cclip", params, out, {k: v + np.float32(0.01) for k, v in out.items()})[0]
+
+
+# --------------------------------------------------------------------------- the colluding attacks
+
+
+def test_alie_stays_inside_the_honest_spread_with_the_papers_z():
+    from fedledger.node.peer.adversary import alie_update, alie_z
+
+    assert abs(alie_z(10, 3) - 0.5244) < 1e-4  # s = 3 supporters: Phi^-1(0.7)
+    assert abs(alie_z(50, 12) - 0.5828) < 1e-4  # s = 14: Phi^-1(0.72)
+    rng = np.random.default_rng(5)
+    parent = {"w": np.zeros(400, np.float32)}
+    honest = [{"w": rng.normal(1.0, 0.2, 400).astype(np.float32)} for _ in range(3)]
+    bad = alie_update(parent, honest, alie_z(10, 3))["w"]
+    d = np.stack([h["w"] for h in honest]).astype(np.float64)
+    expected = d.mean(0) - alie_z(10, 3) * d.std(0)
+    assert np.allclose(bad, expected, atol=1e-6) and bad.dtype == np.float32
+    assert np.all(bad >= d.min(0) - 3 * d.std(0))  # no outlier coordinate: a small shift, everywhere
+
+
+def test_ipm_turns_the_mean_direction_around():
+    from fedledger.node.peer.adversary import ipm_update
+
+    rng = np.random.default_rng(6)
+    parent = {"w": rng.normal(0, 1, 300).astype(np.float32)}
+    honest = [{"w": parent["w"] + rng.normal(0.5, 0.1, 300).astype(np.float32)} for _ in range(3)]
+    bad = ipm_update(parent, honest, 0.1)["w"].astype(np.float64) - parent["w"]
+    true = np.mean([h["w"] - parent["w"] for h in honest], axis=0)
+    assert float(bad @ true) < 0 and np.allclose(bad, -0.1 * true, atol=1e-6)
