@@ -7,7 +7,8 @@ import {EnumerableSet} from "@openzeppelin/contracts/utils/structs/EnumerableSet
 
 /// @title Consortium
 /// @notice The member registry of a fedledger consortium: which organisations (an address plus a
-///         name) may take part. One address, the admin (`owner()`), admits and removes members and
+///         name) may take part. One address, the admin (`owner()`: the deployer during bootstrap,
+///         the MemberVote contract after), admits and removes members and
 ///         creates and cancels tasks. During bootstrap that is the deployer's key; bootstrap ends
 ///         when the admin role moves to the consortium's MemberVote contract, after which only a
 ///         vote of the members changes anything. The role moves in two steps (OpenZeppelin
@@ -19,8 +20,13 @@ abstract contract Consortium is Ownable2Step {
     struct Member {
         bool active;
         uint64 joinedAt;
+        uint64 admission; // this admission's number: 1 for the first ever, then one more each time
         string name;
     }
+
+    /// @notice How many admissions there have been (a member admitted again counts again): a vote
+    ///         fixes its electorate by this number, which blocks of one second cannot blur.
+    uint64 public admissions;
 
     mapping(address => Member) internal _members;
     EnumerableSet.AddressSet internal _active;
@@ -66,7 +72,9 @@ abstract contract Consortium is Ownable2Step {
         address holder = _nameHolder[key];
         if (holder != address(0) && holder != member) revert NameTaken(name, holder);
         _nameHolder[key] = member;
-        _members[member] = Member({active: true, joinedAt: uint64(block.timestamp), name: name});
+        uint64 number = admissions + 1;
+        admissions = number;
+        _members[member] = Member({active: true, joinedAt: uint64(block.timestamp), admission: number, name: name});
         _active.add(member);
         emit MemberAdded(member, name, msg.sender);
     }
@@ -76,6 +84,10 @@ abstract contract Consortium is Ownable2Step {
     ///         round in progress. Admin only. Emits MemberRemoved.
     function removeMember(address member) external onlyOwner {
         if (!_members[member].active) revert NotMember(member);
+        // Governed by a vote (the admin is a contract): one member left would rule alone.
+        if (owner().code.length > 0 && _active.length() <= 2) {
+            revert InvalidArgument("at least two members must remain");
+        }
         _members[member].active = false;
         _active.remove(member);
         emit MemberRemoved(member, msg.sender);
@@ -84,11 +96,6 @@ abstract contract Consortium is Ownable2Step {
     /// @notice The admin role cannot be given up: a consortium without one could never change again.
     function renounceOwnership() public view override onlyOwner {
         revert InvalidArgument("the admin role cannot be renounced");
-    }
-
-    /// @notice The admin: the deployer during bootstrap, the MemberVote contract after.
-    function admin() external view returns (address) {
-        return owner();
     }
 
     /// @notice Number of currently admitted members.
@@ -104,6 +111,11 @@ abstract contract Consortium is Ownable2Step {
     /// @notice Whether `who` is an admitted member.
     function isMember(address who) external view returns (bool) {
         return _members[who].active;
+    }
+
+    /// @notice The number of `who`'s latest admission (0: never admitted).
+    function admissionOf(address who) external view returns (uint64) {
+        return _members[who].admission;
     }
 
     /// @notice The name `who` was admitted under, whether it is still a member, and when it joined.

@@ -98,7 +98,8 @@ interface IFedLedger {
     function MAX_VERIFIERS() external view returns (uint256);
     function acceptOwnership() external;
     function addMember(address member, string calldata name) external;
-    function admin() external view returns (address);
+    function admissionOf(address who) external view returns (uint64);
+    function admissions() external view returns (uint64);
     function attest(uint256 task, uint256 round, uint256 attempt, bool agree, bytes32 computedSha256) external;
     function cancelTask(uint256 task) external;
     function closeReveals(uint256 task, uint256 round) external;

@@ -15,14 +15,17 @@ interface IMemberVote {
         uint64 votingEnds;
         uint64 passedAt;
         uint64 executableAt;
+        uint64 admissions;
         uint16 electorate;
         uint16 required;
         uint16 yes;
         uint16 no;
         bool executed;
+        bool cancelled;
         bytes data;
         string description;
     }
+    event ProposalCancelled(uint256 indexed id);
     event ProposalDefeated(uint256 indexed id);
     event ProposalExecuted(uint256 indexed id, address indexed by);
     event ProposalPassed(uint256 indexed id, uint64 executableAt);
@@ -41,10 +44,13 @@ interface IMemberVote {
     error TooEarly(uint256 id, uint256 executableAt, uint256 nowTs);
     error UnknownProposal(uint256 id);
     error WrongState(uint256 id, uint8 /* State */ expected, uint8 /* State */ actual);
+    function MAX_DELAY() external view returns (uint32);
     function MAX_THRESHOLD_BPS() external view returns (uint16);
+    function MAX_VOTING_PERIOD() external view returns (uint32);
     function MIN_THRESHOLD_BPS() external view returns (uint16);
     function acceptAdmin() external;
     function ballot(uint256 id, address voter) external view returns (uint8);
+    function cancelProposal(uint256 id) external;
     function delay() external view returns (uint32);
     function execute(uint256 id) external returns (bytes memory result);
     function ledger() external view returns (address);

@@ -28,7 +28,8 @@ contract MemberVote {
         Passed, // enough yes votes; executable after the delay
         Executed,
         Defeated, // enough no votes that it can no longer pass
-        Expired // not passed, or not executed, in time
+        Expired, // not passed, or not executed, in time
+        Cancelled // by a later vote (cancelProposal)
     }
 
     /// @dev Each proposal keeps the rules in force when it was made: a later change of the delay or
@@ -40,11 +41,13 @@ contract MemberVote {
         uint64 votingEnds; // createdAt + votingPeriod
         uint64 passedAt; // 0 until it passes
         uint64 executableAt; // passedAt + delay; executable until executableAt + votingPeriod
+        uint64 admissions; // the ledger's admission count when it was made: later admissions do not vote
         uint16 electorate; // members when it was made
         uint16 required; // yes votes it needs
         uint16 yes;
         uint16 no;
         bool executed;
+        bool cancelled;
         bytes data; // the call: selector and ABI-encoded arguments
         string description;
     }
@@ -52,6 +55,10 @@ contract MemberVote {
     /// @notice Thresholds are in basis points of the electorate; more than half is always required.
     uint16 public constant MIN_THRESHOLD_BPS = 5001;
     uint16 public constant MAX_THRESHOLD_BPS = 10000;
+    /// @notice Rules that could freeze the vote for good are refused: a delay above 30 days or a
+    ///         voting period above a year.
+    uint32 public constant MAX_DELAY = 30 days;
+    uint32 public constant MAX_VOTING_PERIOD = 365 days;
 
     FedLedger public immutable ledger;
     uint16 public thresholdBps;
@@ -71,6 +78,7 @@ contract MemberVote {
     event ProposalPassed(uint256 indexed id, uint64 executableAt);
     event ProposalDefeated(uint256 indexed id);
     event ProposalExecuted(uint256 indexed id, address indexed by);
+    event ProposalCancelled(uint256 indexed id);
 
     /// @notice The caller is not a member of the ledger's consortium.
     error NotMember(address who);
@@ -122,7 +130,7 @@ contract MemberVote {
             ? selector == ledger.addMember.selector || selector == ledger.removeMember.selector
                 || selector == ledger.createTask.selector || selector == ledger.cancelTask.selector
                 || selector == ledger.updateTask.selector
-            : target == address(this) && selector == this.setRules.selector;
+            : target == address(this) && (selector == this.setRules.selector || selector == this.cancelProposal.selector);
         if (!governable) revert NotGovernable(target, selector);
         if (bytes(description).length > 1024) revert InvalidArgument("description exceeds 1024 bytes");
         uint256 electorate = ledger.memberCount();
@@ -131,6 +139,7 @@ contract MemberVote {
         p.proposer = msg.sender;
         p.target = target;
         p.createdAt = uint64(block.timestamp);
+        p.admissions = ledger.admissions();
         p.votingEnds = uint64(block.timestamp + votingPeriod);
         p.electorate = uint16(electorate);
         p.required = uint16((electorate * thresholdBps + 9999) / 10000);
@@ -146,8 +155,7 @@ contract MemberVote {
         Proposal storage p = _proposal(id);
         State s = _state(p);
         if (s != State.Active) revert WrongState(id, State.Active, s);
-        (, , uint64 joinedAt) = ledger.memberInfo(msg.sender);
-        if (joinedAt > p.createdAt) revert NotInElectorate(id, msg.sender);
+        if (ledger.admissionOf(msg.sender) > p.admissions) revert NotInElectorate(id, msg.sender);
         _vote(id, p, support);
     }
 
@@ -166,9 +174,10 @@ contract MemberVote {
         }
     }
 
-    /// @notice Make the call of a passed proposal once its delay is over. Anyone may call.
-    ///         Reverts with the ledger's own error when the call fails (the proposal stays Passed).
-    function execute(uint256 id) external returns (bytes memory result) {
+    /// @notice Make the call of a passed proposal once its delay is over. Members only (a member
+    ///         removed since cannot run what is left pending). Reverts with the ledger's own error
+    ///         when the call fails (the proposal stays Passed).
+    function execute(uint256 id) external onlyMember returns (bytes memory result) {
         Proposal storage p = _proposal(id);
         State s = _state(p);
         if (s != State.Passed) revert WrongState(id, State.Passed, s);
@@ -176,6 +185,17 @@ contract MemberVote {
         p.executed = true;
         emit ProposalExecuted(id, msg.sender);
         result = Address.functionCall(p.target, p.data);
+    }
+
+    /// @notice Withdraw proposal `id` while it is active or passed (a stale duplicate, a mistake).
+    ///         Only through a passed proposal. Emits ProposalCancelled.
+    function cancelProposal(uint256 id) external {
+        if (msg.sender != address(this)) revert OnlyByVote(msg.sender);
+        Proposal storage p = _proposal(id);
+        State s = _state(p);
+        if (s != State.Active && s != State.Passed) revert WrongState(id, State.Active, s);
+        p.cancelled = true;
+        emit ProposalCancelled(id);
     }
 
     /// @notice Change the threshold (basis points, 5001-10000), the delay before execution and the
@@ -189,7 +209,10 @@ contract MemberVote {
         if (thresholdBps_ < MIN_THRESHOLD_BPS || thresholdBps_ > MAX_THRESHOLD_BPS) {
             revert InvalidArgument("thresholdBps must be 5001-10000");
         }
-        if (votingPeriod_ < 60) revert InvalidArgument("votingPeriod must be at least 60 seconds");
+        if (votingPeriod_ < 60 || votingPeriod_ > MAX_VOTING_PERIOD) {
+            revert InvalidArgument("votingPeriod must be 60 seconds to 365 days");
+        }
+        if (delay_ > MAX_DELAY) revert InvalidArgument("delay must be at most 30 days");
         thresholdBps = thresholdBps_;
         delay = delay_;
         votingPeriod = votingPeriod_;
@@ -221,6 +244,7 @@ contract MemberVote {
 
     function _state(Proposal storage p) internal view returns (State) {
         if (p.executed) return State.Executed;
+        if (p.cancelled) return State.Cancelled;
         if (p.passedAt != 0) {
             uint256 window = p.votingEnds - p.createdAt;
             return block.timestamp > uint256(p.executableAt) + window ? State.Expired : State.Passed;

@@ -33,7 +33,7 @@ COMMANDS = {
     "ipfs", "ipfs init", "ipfs up", "ipfs addr", "ipfs down", "ipfs status",
     "govern", "vote", "execute", "proposals",
     "propose", "propose add-member", "propose remove-member", "propose cancel-task", "propose update-task",
-    "propose rules",
+    "propose cancel-proposal", "propose rules",
 }
 
 #: The commands that take --json.
@@ -45,6 +45,7 @@ JSON_COMMANDS = {
     "ipfs init", "ipfs up", "ipfs down", "ipfs status",
     "govern", "vote", "execute", "proposals",
     "propose add-member", "propose remove-member", "propose cancel-task", "propose update-task", "propose rules",
+    "propose cancel-proposal",
 }
 
 PW_ENV = "FEDLEDGER_TEST_PW"
@@ -216,6 +217,7 @@ def test_every_json_command_prints_one_json_object_offline(tmp_path):
         "propose cancel-task": (["propose", "cancel-task", "0", "--deployment", missing], EXIT_INPUT),
         "propose update-task": (["propose", "update-task", "0", "--rounds", "9", "--deployment", missing], EXIT_INPUT),
         "propose rules": (["propose", "rules", "--threshold", "most", "--deployment", missing], EXIT_INPUT),
+        "propose cancel-proposal": (["propose", "cancel-proposal", "0", "--deployment", missing], EXIT_INPUT),
     }
     # `audit --json` prints a lineage, which needs a chain and an IPFS node: see the test below.
     assert set(runs) == JSON_COMMANDS - {"audit"}

@@ -27,7 +27,7 @@ def governed(ledger, members=(1, 2, 3), threshold_bps=6666, delay=0) -> Governan
     """Bootstrap: the deployer admits `members`, then hands the consortium to their vote."""
     admit(ledger, members)
     gov, _ = Governance.start(ledger.admin, Rules(threshold_bps, delay, PERIOD))
-    return gov
+    return Governance(ledger.client(members[0]), gov.address)  # executing takes a member
 
 
 def as_member(ledger, gov: Governance, i: int) -> Governance:
@@ -72,7 +72,8 @@ def test_a_second_vote_passes_an_admission_and_anyone_executes_it(ledger):
     assert (p.state, p.yes, p.required, p.electorate, p.action) == ("passed", 2, 2, 3, "add-member")
     assert p.args == {"member": ledger.accounts[5].address, "name": "org5"} and p.description == "a new hospital"
     expect_revert("WrongState", as_member(ledger, gov, 3).vote, pid, True)
-    Governance(ledger.client(7), gov.address).execute(pid)  # a non-member may execute a passed proposal
+    expect_revert("NotMember", Governance(ledger.client(7), gov.address).execute, pid)  # members execute
+    as_member(ledger, gov, 3).execute(pid)
     assert ledger.admin.member_info(ledger.accounts[5].address)[:2] == (True, "org5")
     assert gov.proposal(pid).state == "executed"
     expect_revert("WrongState", gov.execute, pid)
@@ -206,9 +207,10 @@ def test_a_removal_executed_during_a_round_lets_the_removed_leader_and_verifier_
     for gone in (leader, verifier):
         voters = [i for i in members if i not in (leader, verifier)]
         pid, _ = members[voters[0]].propose("remove-member", [ledger.accounts[gone].address])
-        for i in voters[1:4]:
-            members[i].vote(pid, True)
-        gov.execute(pid)
+        for i in voters[1:]:
+            if members[i].proposal(pid).state == "active":
+                members[i].vote(pid, True)
+        members[voters[0]].execute(pid)
         assert not ledger.admin.is_member(ledger.accounts[gone].address)
     ledger.client(leader).publish_aggregate(task, 1, info.attempt, "bafkagg", h("agg"))
     for v in ledger.admin.verifiers_of(task, 1, info.attempt):
@@ -373,3 +375,97 @@ def test_members_govern_through_the_command_line(cli, chain, ipfs_node, tmp_path
     assert as_json(created)["executed"] and chain.client().task_count() == 1
     record = json.loads((tmp_path / "tasks" / "proposal1" / "task.json").read_text())
     assert chain.client().task_config(0).genesis_sha256 == record["config"]["genesis_sha256"]
+
+
+# ============================================================================ attacks on the vote
+
+
+def frozen_clock(ledger):
+    """Every block from now on carries the same timestamp, as blocks mined within one second can."""
+    ledger.w3.provider.make_request("anvil_setBlockTimestampInterval", [0])
+    return lambda: ledger.w3.provider.make_request("anvil_removeBlockTimestampInterval", [])
+
+
+def test_a_member_admitted_in_the_same_second_as_a_proposal_cannot_vote_on_it(ledger):
+    gov = governed(ledger, members=(1, 2, 3))
+    one = as_member(ledger, gov, 1)
+    add, _ = one.propose("add-member", [ledger.accounts[5].address, "org5"])
+    as_member(ledger, gov, 2).vote(add, True)
+    thaw = frozen_clock(ledger)
+    try:
+        target, _ = one.propose("remove-member", [ledger.accounts[3].address])  # electorate 3: needs 2 votes
+        gov.execute(add)  # org5 joins in the same second
+        err = expect_revert("NotInElectorate", as_member(ledger, gov, 5).vote, target, True)
+        assert err.args_["who"] == ledger.accounts[5].address
+    finally:
+        thaw()
+    assert ledger.admin.is_member(ledger.accounts[3].address)
+
+
+def test_a_removed_member_cannot_execute_a_passed_duplicate_of_its_admission_and_a_vote_cancels_it(ledger):
+    gov = governed(ledger, members=(1, 2, 3))
+    one, two = as_member(ledger, gov, 1), as_member(ledger, gov, 2)
+    first, _ = one.propose("add-member", [ledger.accounts[5].address, "org5"])
+    second, _ = one.propose("add-member", [ledger.accounts[5].address, "org5"])
+    two.vote(first, True), two.vote(second, True)
+    gov.execute(first)
+    out, _ = one.propose("remove-member", [ledger.accounts[5].address])
+    two.vote(out, True), as_member(ledger, gov, 3).vote(out, True)  # 3 of the 4 members
+    gov.execute(out)
+    expect_revert("NotMember", Governance(ledger.client(5), gov.address).execute, second)
+    cancel, _ = one.propose("cancel-proposal", [second], "a stale admission")
+    two.vote(cancel, True)
+    gov.execute(cancel)
+    assert gov.proposal(second).state == "cancelled"
+    expect_revert("WrongState", gov.execute, second)
+    assert not ledger.admin.is_member(ledger.accounts[5].address)
+
+
+def test_a_governed_consortium_never_shrinks_below_two_members(ledger):
+    gov = governed(ledger, members=(1, 2, 3))
+    one, two, three = (as_member(ledger, gov, i) for i in (1, 2, 3))
+    b, _ = one.propose("remove-member", [ledger.accounts[2].address])
+    c, _ = one.propose("remove-member", [ledger.accounts[3].address])
+    three.vote(b, True)
+    gov.execute(b)
+    assert ledger.admin.member_count() == 2
+    two_left_vote = as_member(ledger, gov, 3)  # only org1 and org3 remain; c needed 2 of the 3 then
+    two_left_vote.vote(c, True)  # org3 votes for its own removal: it would leave org1 alone
+    err = expect_revert("InvalidArgument", gov.execute, c)
+    assert "at least two members" in err.args_["what"]
+    assert ledger.admin.member_count() == 2
+
+
+def test_rules_that_would_freeze_the_vote_for_good_are_refused(ledger):
+    gov = governed(ledger, members=(1, 2, 3))
+    with pytest.raises(InputError, match="delay"):
+        Governance.start(ledger.admin, Rules(6666, 10**9, PERIOD))
+    pid, _ = as_member(ledger, gov, 1).propose("set-rules", [6666, 2**32 - 1, PERIOD])
+    as_member(ledger, gov, 2).vote(pid, True)
+    err = expect_revert("InvalidArgument", gov.execute, pid)
+    assert "delay" in err.args_["what"]
+
+
+def test_a_malformed_proposal_does_not_break_the_listing_of_the_others(ledger):
+    gov = governed(ledger, members=(1, 2, 3))
+    one = as_member(ledger, gov, 1)
+    good, _ = one.propose("cancel-task", [0])
+    selector_only = ledger.admin.contract.encode_abi("cancelTask", args=[0])[:10]
+    one.client._transact("propose", ledger.address, bytes.fromhex(selector_only[2:]), "")
+    one.client._transact("propose", ledger.address, bytes.fromhex(ledger.admin.contract.encode_abi(
+        "cancelTask", args=[0])[2:]), "\udcff".encode("utf-8", "surrogatepass").decode("latin-1"))
+    listed = gov.proposals()
+    assert [p.id for p in listed] == [0, 1, 2] and listed[0].action == "cancel-task"
+    assert listed[1].action == "cancel-task" and "raw" in listed[1].args
+
+
+def test_a_look_alike_admin_contract_is_not_taken_for_the_members_vote(ledger):
+    from fedledger.node.chain.client import ChainClient
+    from fedledger.node.chain.contracts import load_artifact
+
+    admit(ledger, (1, 2))
+    fake = ChainClient(ledger.rpc_url, None, ledger.accounts[0], artifact=load_artifact())
+    fake.deploy()  # any contract with other code: here a second FedLedger
+    assert Governance.of(ledger.admin) is None
+    real, _ = Governance.start(ledger.admin, Rules(6666, 0, PERIOD))
+    assert Governance.of(ledger.admin).address == real.address

@@ -313,7 +313,7 @@ class ChainClient:
     # ------------------------------------------------------------------- views
 
     def admin(self) -> str:
-        return self._view("admin")
+        return self._view("owner")
 
     def is_member(self, who: str) -> bool:
         return self._view("isMember", to_checksum_address(who))

@@ -11,14 +11,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from eth_utils import to_checksum_address
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
 
 from ..errors import InputError
-from .abi import plain
+from .abi import abi_type, plain
 from .client import ChainClient, TxResult
 from .contracts import GOVERNANCE_CONTRACT, Artifact, load_artifact
 
-STATES = ("none", "active", "passed", "executed", "defeated", "expired")
+STATES = ("none", "active", "passed", "executed", "defeated", "expired", "cancelled")
+MAX_DELAY = 30 * 86400  # MemberVote.MAX_DELAY
+MAX_VOTING_PERIOD = 365 * 86400  # MemberVote.MAX_VOTING_PERIOD
 
 # What a proposal may do: the command-line word, the contract function it calls, and on which contract.
 ACTIONS = {
@@ -28,6 +32,7 @@ ACTIONS = {
     "cancel-task": ("cancelTask", "ledger"),
     "update-task": ("updateTask", "ledger"),
     "set-rules": ("setRules", "vote"),
+    "cancel-proposal": ("cancelProposal", "vote"),
 }
 
 
@@ -41,10 +46,12 @@ class Rules:
         if not 5001 <= self.threshold_bps <= 10000:
             raise InputError(f"the threshold must be more than half and at most all of the members "
                              f"(5001-10000 basis points), not {self.threshold_bps}")
-        if self.delay < 0 or self.delay >= 2**32:
-            raise InputError(f"the delay must be 0 to 2^32-1 seconds, not {self.delay}")
-        if not 60 <= self.voting_period < 2**32:
-            raise InputError(f"the voting period must be at least 60 seconds, not {self.voting_period}")
+        if not 0 <= self.delay <= MAX_DELAY:
+            raise InputError(f"the delay must be 0 to {MAX_DELAY} seconds (30 days), not {self.delay}: a longer "
+                             "one could freeze the vote for good")
+        if not 60 <= self.voting_period <= MAX_VOTING_PERIOD:
+            raise InputError(f"the voting period must be 60 to {MAX_VOTING_PERIOD} seconds (a year), not "
+                             f"{self.voting_period}")
         return self
 
 
@@ -94,6 +101,15 @@ def _with_ledger_abi(ledger: ChainClient) -> Artifact:
     return replace(own, abi=own.abi + borrowed)
 
 
+def _selector(contract, name: str) -> bytes:
+    item = next(i for i in contract.abi if i.get("type") == "function" and i.get("name") == name)
+    return keccak(text=f"{name}({','.join(abi_type(x) for x in item['inputs'])})")[:4]
+
+
+#: MemberVote.Proposal with its strings read as bytes (a description need not be UTF-8).
+PROPOSAL_TUPLE = "(address,address,uint64,uint64,uint64,uint64,uint64,uint16,uint16,uint16,uint16,bool,bool,bytes,bytes)"
+
+
 class Governance:
     """MemberVote for one FedLedger, signing with the ledger client's account."""
 
@@ -129,13 +145,13 @@ class Governance:
         admin = ledger.admin()
         if not ledger.has_code(admin):
             return None
-        gov = cls(ledger, admin)
-        try:
-            if gov.client._view("ledger") != ledger.address:
-                return None
-        except Exception:  # a contract admin that is not a MemberVote
+        # MemberVote's code, its one immutable (the ledger's address) masked: a look-alike with a
+        # backdoor is not taken for the members' vote.
+        code = bytes(ledger._rpc(lambda: ledger.w3.eth.get_code(to_checksum_address(admin))))
+        masked = code.replace(bytes(12) + bytes.fromhex(ledger.address[2:]), bytes(32))
+        if masked != bytes.fromhex(load_artifact(GOVERNANCE_CONTRACT).deployed_bytecode[2:]):
             return None
-        return gov
+        return cls(ledger, admin)
 
     # ------------------------------------------------------------ transactions
 
@@ -166,19 +182,29 @@ class Governance:
         return self.client._view("proposalCount")
 
     def proposal(self, proposal: int) -> Proposal:
-        raw = self.client._view("proposal", proposal)
+        """Proposal `proposal`, decoded defensively: any member can propose malformed call data or a
+        description that is not UTF-8, and one such proposal must not hide the others."""
         state = STATES[self.client._view("state", proposal)]
-        (proposer, target, created, _ends, passed, executable, electorate, required, yes, no, _executed, data,
-         description) = raw
+        call = "0x" + (_selector(self.client.contract, "proposal") + abi_encode(["uint256"], [proposal])).hex()
+        raw = bytes.fromhex(self.ledger._raw("eth_call", [{"to": self.address, "data": call}, "latest"])[2:])
+        (proposer, target, created, _ends, passed, executable, _admissions, electorate, required, yes, no, _executed,
+         _cancelled, data, description) = abi_decode([PROPOSAL_TUPLE], raw)[0]
+        target = to_checksum_address(target)
         contract = self.ledger.contract if target == self.ledger.address else self.client.contract
-        fn, params = contract.decode_function_input(data)
-        action = next(word for word, (name, _) in ACTIONS.items() if name == fn.fn_name)
+        selector = bytes(data[:4])
+        action = next((word for word, (name, where) in ACTIONS.items()
+                       if (where == "ledger") == (target == self.ledger.address)
+                       and _selector(contract, name) == selector), "unknown")
+        try:
+            fn, params = contract.decode_function_input(bytes(data))
+            args = {k: plain(k, v) for k, v in params.items()}
+        except Exception:  # data the function cannot decode: the chain would refuse to execute it too
+            args = {"raw": bytes(data).hex()}
         return Proposal(
-            id=proposal, state=state, action=action,
-            args={k: (to_checksum_address(v) if isinstance(v, str) and v.startswith("0x") and len(v) == 42
-                      else plain(k, v)) for k, v in params.items()},
-            description=description, proposer=proposer, electorate=electorate, required=required, yes=yes, no=no,
-            created_at=created, passed_at=passed, executable_at=executable if passed else None,
+            id=proposal, state=state, action=action, args=args,
+            description=bytes(description).decode("utf-8", errors="replace"), proposer=to_checksum_address(proposer),
+            electorate=electorate, required=required, yes=yes, no=no, created_at=created, passed_at=passed,
+            executable_at=executable if passed else None,
         )
 
     def proposals(self) -> list[Proposal]:

@@ -62,8 +62,16 @@ def _proposed(as_json: bool, gov, pid: int, tx) -> None:
           f"`fedledger vote {pid} yes`"])
 
 
+def _safe(text) -> str:
+    """A member-written value shown on one line: control characters escaped, never interpreted."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def describe(p) -> str:
-    a = p.args
+    a = {k: (_safe(v) if isinstance(v, str) else v) for k, v in p.args.items()}
+    if p.action == "unknown" or "raw" in a:
+        return f"a call the chain cannot decode ({_safe(a.get('raw', ''))[:24]}...)" + (
+            f": {_safe(p.description)}" if p.description else "")
     return {
         "add-member": lambda: f"admit {a.get('name')} ({a.get('member')})",
         "remove-member": lambda: f"remove {a.get('member')}",
@@ -71,11 +79,21 @@ def describe(p) -> str:
         "update-task": lambda: (f"update task {a.get('task')}: {a.get('minParticipants')}-{a.get('maxParticipants')} "
                                 f"participants, windows {a.get('submissionWindow')}/{a.get('aggregationWindow')}/"
                                 f"{a.get('verificationWindow')}/{a.get('revealWindow')} s, {a.get('maxRounds')} rounds"),
-        "create-task": lambda: "create a task (rule {}, {} rounds)".format(
-            a.get("cfg", {}).get("ruleId", "?"), a.get("cfg", {}).get("maxRounds", "?")),
+        "create-task": lambda: _task_words(a.get("cfg", {})),
+        "cancel-proposal": lambda: f"cancel proposal {a.get('id')}",
         "set-rules": lambda: (f"set the threshold to {a.get('thresholdBps_', 0) / 100:g}% of the members, the delay to "
                               f"{a.get('delay_')} s, the voting period to {a.get('votingPeriod_')} s"),
-    }[p.action]() + (f": {p.description}" if p.description else "")
+    }[p.action]() + (f": {_safe(p.description)}" if p.description else "")
+
+
+def _task_words(c: dict) -> str:
+    """Everything a member should see before voting for a task (a task with 0 verifiers trusts its leaders)."""
+    return (f"create a task: rule {_safe(c.get('ruleId'))} {_safe(c.get('ruleParams'))}, {c.get('maxRounds')} rounds, "
+            f"{c.get('minParticipants')}-{c.get('maxParticipants')} participants, {c.get('verifiersPerRound')} "
+            f"verifiers (quorum {c.get('quorum')}), windows {c.get('submissionWindow')}/{c.get('aggregationWindow')}/"
+            f"{c.get('verificationWindow')}/{c.get('revealWindow')} s, at most {c.get('maxSamples')} samples per "
+            f"update, genesis {_safe(c.get('genesisSha256'))} ({_safe(c.get('genesisCid'))}), spec "
+            f"{_safe(c.get('modelSpecCid'))}")
 
 
 @propose_app.command("add-member", epilog=EXIT_CODES_HELP)
@@ -174,6 +192,24 @@ def propose_update(
         _proposed(as_json, gov, pid, tx)
 
 
+@propose_app.command("cancel-proposal", epilog=EXIT_CODES_HELP)
+@reflow
+def propose_cancel_proposal(
+    proposal: int = typer.Argument(..., min=0, help="The proposal to withdraw (active or passed)."),
+    description: str = typer.Option("", "--description", help="Why, for the other members (at most 1024 bytes)."),
+    deployment: Optional[Path] = deployment_opt(), rpc: Optional[str] = rpc_opt(), poa: Optional[bool] = poa_opt(),
+    config: Optional[Path] = config_opt(), keystore: Optional[Path] = keystore_opt(),
+    password: Optional[str] = password_opt(), devnet: Optional[Path] = devnet_opt(), as_json: bool = json_opt(),
+) -> None:
+    """Propose withdrawing an active or passed proposal (members only): a stale duplicate, a mistake,
+    an admission the consortium no longer wants."""
+    with reporting(as_json):
+        _, gov = _access(deployment, rpc, poa, config, keystore, password, devnet)
+        gov.proposal(proposal)  # UnknownProposal before anything is sent
+        pid, tx = gov.propose("cancel-proposal", [proposal], description)
+        _proposed(as_json, gov, pid, tx)
+
+
 @propose_app.command("rules", epilog=EXIT_CODES_HELP)
 @reflow
 def propose_rules(
@@ -254,7 +290,8 @@ def vote(
         data: dict[str, Any] = {"ok": True, "proposal": p.to_json(), "tx_hash": tx.tx_hash, "executed": False}
         lines = [f"voted {choice.lower()} on proposal {proposal} ({describe(p)}): {p.yes} yes, {p.no} no, "
                  f"{p.required} needed; it is {p.state}"]
-        if p.state == "passed" and execute and gov.rules().delay == 0:
+        now = gov.ledger.block_timestamp("pending")
+        if p.state == "passed" and execute and p.executable_at is not None and p.executable_at <= now:
             done = gov.execute(proposal)
             data.update(executed=True, execute_tx_hash=done.tx_hash)
             data["proposal"] = gov.proposal(proposal).to_json()
@@ -270,9 +307,10 @@ def execute(
     config: Optional[Path] = config_opt(), keystore: Optional[Path] = keystore_opt(),
     password: Optional[str] = password_opt(), devnet: Optional[Path] = devnet_opt(), as_json: bool = json_opt(),
 ) -> None:
-    """Execute a passed proposal once its delay is over (any key may). The chain refuses (exit 4)
-    a proposal that has not passed (WrongState), one still in its delay (TooEarly), and passes on
-    the ledger's own error when the call fails (AlreadyMember, ...)."""
+    """Execute a passed proposal once its delay is over (members only). The chain refuses (exit 4)
+    a proposal that has not passed (WrongState), one still in its delay (TooEarly), a caller that
+    is not a member (NotMember), and passes on the ledger's own error when the call fails
+    (AlreadyMember, ...)."""
     with reporting(as_json):
         _, gov = _access(deployment, rpc, poa, config, keystore, password, devnet)
         tx = gov.execute(proposal)
