@@ -35,6 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from eth_utils import keccak
+
+from fedledger.aggregation.bucketing import bucketed
 from fedledger.aggregation.registry import aggregate, bound, encode_params
 from fedledger.node.peer.adversary import Adversary, alie_update, alie_z, flip_labels, ipm_update
 from fedledger.node.storage.modelfile import write_model
@@ -66,7 +69,10 @@ def run_cell(work, data, parts, genesis, rule: str, attack: str, attackers: int,
             labels = flip_labels(labels, int(y.max()) + 1)
         trainers.append(work.trainer((X[idx], labels), (Xt, yt)))
     cfg = replace(work.default_config, epochs=epochs)
-    params = encode_params(rule, PARAMS.get(rule, {}))
+    # "bucket2:cclip": bucketing in pairs before cclip (aggregation/bucketing.py)
+    bucket, inner = (int(rule.split(":")[0][len("bucket"):]), rule.split(":", 1)[1]) if rule.startswith("bucket") \
+        else (1, rule)
+    params = encode_params(inner, PARAMS.get(inner, {}))
     glob = dict(genesis)
     curve = []
     for rnd in range(1, rounds + 1):
@@ -81,8 +87,12 @@ def run_cell(work, data, parts, genesis, rule: str, attack: str, attackers: int,
                 local[i] = ipm_update(glob, honest_bad, 0.1)
         hashes = [sha(u) if i not in bad else hashlib.sha256(sha(u) + bytes([i])).digest() for i, u in enumerate(local)]
         counts = [trainers[i].num_train_samples for i in range(n)]
-        b = bound(rule, params, local, counts, hashes, parent=glob)
-        glob = dict(aggregate(rule, params, b.updates, b.weights, b.hashes))
+        b = bound(inner, params, local, counts, hashes, parent=glob)
+        if bucket > 1:  # shuffled by a per-round seed, as the round's on-chain seed would
+            glob = dict(bucketed(lambda means, hs: aggregate(inner, params, means, [1] * len(means), hs), b.updates,
+                                 bucket, keccak(b"round" + rnd.to_bytes(32, "big")), b.hashes))
+        else:
+            glob = dict(aggregate(inner, params, b.updates, b.weights, b.hashes))
         curve.append(trainers[0].evaluate(glob).accuracy)
     return {"rule": rule, "attack": attack, "accuracy": curve[-1], "curve": curve}
 

@@ -446,16 +446,16 @@ def test_every_fedledger_command_in_the_docs_parses_with_the_real_cli(doc):
             pytest.fail(f"{doc}: `{line}` does not parse: {exc.format_message()}")
 
 
-GUIDE_PAUSE = 90
+GUIDE_PAUSE = 65  # longer than the 60 s submission window round 1 opens with
 
 
 @pytest.mark.e2e
 @pytest.mark.timeout(600)
 def test_consortium_guide_takes_two_organisations_to_a_completed_task(tmp_path, request):
     """docs/consortium.md, run as written (scripts/run_guide.sh): real Anvil, two IPFS daemons, two
-    node processes, only operator commands; at a human pace, with the nodes started 90 s after the
+    node processes, only operator commands; at a human pace, with the nodes started 65 s after the
     task was created (its round 1 submission window is 60 s)."""
-    # At a human pace: 90 s between creating the task and starting the nodes, longer than the
+    # At a human pace: 65 s between creating the task and starting the nodes, longer than the
     # 60 s submission window round 1 opens with.
     run_dir = tmp_path / "consortium"
     guide = (ROOT / "docs" / "consortium.md").read_text()

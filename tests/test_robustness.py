@@ -107,3 +107,31 @@ def test_ipm_turns_the_mean_direction_around():
     bad = ipm_update(parent, honest, 0.1)["w"].astype(np.float64) - parent["w"]
     true = np.mean([h["w"] - parent["w"] for h in honest], axis=0)
     assert float(bad @ true) < 0 and np.allclose(bad, -0.1 * true, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- bucketing
+
+
+def test_the_bucketing_shuffle_is_a_seeded_permutation_every_verifier_recomputes():
+    from fedledger.aggregation.bucketing import shuffle
+
+    a, b = shuffle(10, b"\x01" * 32), shuffle(10, b"\x02" * 32)
+    assert sorted(a) == list(range(10)) and a == shuffle(10, b"\x01" * 32) and a != b
+    with pytest.raises(AggregationError, match="32-byte seed"):
+        shuffle(3, b"short")
+
+
+def test_bucket_means_keep_an_attacker_minority_a_minority_and_input_order_does_not_matter():
+    """Two attackers of ten in buckets of two spoil at most two of five means (the paper's condition
+    fraction x bucket size < 1/2); three could spoil three of five, which no robust rule survives."""
+    from fedledger.aggregation.bucketing import bucketed
+
+    honest, bad = honest_and_attackers(7, n_honest=8, n_bad=2, attack=-1e3)
+    ups, hs = honest + bad, hashes(10)
+    inner = lambda means, mh: centered_clipping(means, hashes=mh)  # noqa: E731
+    seed = b"\x07" * 32
+    out = bucketed(inner, ups, 2, seed, hs)
+    again = bucketed(inner, ups[::-1], 2, seed, hs[::-1])
+    assert all(np.array_equal(out[k], again[k]) for k in out)
+    mean = fedavg(honest, [1] * 8, hashes=hashes(8))
+    assert max(float(np.abs(out[k] - mean[k]).max()) for k in out) < 1.0
