@@ -135,3 +135,25 @@ def test_bucket_means_keep_an_attacker_minority_a_minority_and_input_order_does_
     assert all(np.array_equal(out[k], again[k]) for k in out)
     mean = fedavg(honest, [1] * 8, hashes=hashes(8))
     assert max(float(np.abs(out[k] - mean[k]).max()) for k in out) < 1.0
+
+
+def test_colluders_pool_their_honest_updates_through_files_and_send_the_same_alie_update(tmp_path):
+    """Two attacker nodes of a round (threads here, processes in a sim) each write their honest model
+    as safetensors and read the other's: both send exactly the update ALIE computes from the pair."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fedledger.node.errors import InputError
+    from fedledger.node.peer.adversary import Adversary, alie_update, alie_z
+
+    rng = np.random.default_rng(9)
+    parent = {"w": rng.normal(0, 1, (4, 5)).astype(np.float32)}
+    honest = [{"w": parent["w"] + rng.normal(0.2, 0.05, (4, 5)).astype(np.float32)} for _ in range(2)]
+    advs = [Adversary.from_dict({"attack": "alie", "collude_dir": str(tmp_path), "colluders": 2, "participants": 10,
+                                 "seed": s}) for s in (11, 22)]
+    with ThreadPoolExecutor(2) as pool:
+        sent = list(pool.map(lambda i: advs[i].poison(parent, honest[i], seed=0, rnd=3), range(2)))
+    expected = alie_update(parent, honest, alie_z(10, 2))
+    assert all(np.array_equal(s["w"], expected["w"]) for s in sent)
+    assert sorted(f.name for f in (tmp_path / "round3").iterdir()) == ["member11.safetensors", "member22.safetensors"]
+    with pytest.raises(InputError, match="collude_dir"):
+        Adversary.from_dict({"attack": "ipm:0.1"})

@@ -23,7 +23,9 @@ from .behaviour import Behaviour
 
 log = logging.getLogger("fedledger.node")
 
-WEIGHT_ATTACKS = ("signflip", "scale", "noise", "labelflip", "huge")
+WEIGHT_ATTACKS = ("signflip", "scale", "noise", "labelflip", "huge", "alie", "ipm")
+COLLUDING_ATTACKS = ("alie", "ipm")  # the attackers pool their honest updates (collude_dir)
+COLLUDE_WAIT = 30.0  # seconds a colluder waits for the others' honest updates of the round
 
 # Each kind of hostile update a member can submit; every honest leader and verifier must exclude
 # it by the same rule (the reason code in brackets is what they record).
@@ -48,7 +50,7 @@ MALFORMED_KINDS = {
 class Adversary(Behaviour):
     """What a misbehaving member does. With no field set it behaves honestly."""
 
-    attack: str | None = None  # signflip | scale:X | noise:SIGMA | labelflip
+    attack: str | None = None  # signflip | scale:X | noise:SIGMA | labelflip | alie | ipm:EPS
     malformed: str | None = None  # a key of MALFORMED_KINDS, or "cycle" (a different kind each round)
     byzantine_leader_rounds: list[int] = field(default_factory=list)  # publish a wrong aggregate (attempt 0)
     hold_before_publish_rounds: list[int] = field(default_factory=list)  # elected at attempt 0: stall (to be killed)
@@ -58,13 +60,20 @@ class Adversary(Behaviour):
     withhold: bool = False  # submit the hash of an update whose bytes nobody can fetch
     always_agree: bool = False  # as a verifier, agree with whatever the leader published
     drop_update_rounds: list[int] = field(default_factory=list)  # as leader (attempt 0), leave out one valid update silently
+    collude_dir: str | None = None  # alie, ipm: where the colluders pool their honest updates
+    colluders: int = 0  # alie, ipm: how many pool them
+    participants: int = 0  # alie: the organisations of the round (its z depends on them)
     seed: int = 0  # the member's seed: noise attacks draw from it
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Adversary":
         adv = cls(**dict(d))
         if adv.attack and adv.attack.split(":")[0] not in WEIGHT_ATTACKS:
-            raise InputError(f"unknown attack {adv.attack!r}; use signflip, scale:X, noise:SIGMA, labelflip or huge")
+            raise InputError(f"unknown attack {adv.attack!r}; use signflip, scale:X, noise:SIGMA, labelflip, huge, "
+                             "alie or ipm:EPS")
+        if adv.attack and adv.attack.split(":")[0] in COLLUDING_ATTACKS:
+            if not adv.collude_dir or adv.colluders < 1 or (adv.attack == "alie" and adv.participants <= adv.colluders):
+                raise InputError(f"{adv.attack} needs collude_dir, colluders >= 1 and (alie) participants > colluders")
         if adv.malformed and adv.malformed != "cycle" and adv.malformed not in MALFORMED_KINDS:
             raise InputError(f"unknown malformed kind {adv.malformed!r}; use one of {', '.join(MALFORMED_KINDS)} or cycle")
         return adv
@@ -85,11 +94,17 @@ class Adversary(Behaviour):
             return kinds[(rnd - 1) % len(kinds)]
         return self.malformed
 
-    def poison(self, parent: Mapping[str, np.ndarray], local: Mapping[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    def poison(self, parent: Mapping[str, np.ndarray], local: Mapping[str, np.ndarray], seed: int,
+               rnd: int = 0) -> dict[str, np.ndarray]:
         """The update a weight attacker sends instead of its honest `local` model."""
         if not self.attack or self.attack == "labelflip":
             return dict(local)
         kind, _, arg = self.attack.partition(":")
+        if kind in COLLUDING_ATTACKS:
+            pooled = self.pool(local, rnd)
+            if kind == "alie":
+                return alie_update(parent, pooled, alie_z(self.participants, self.colluders))
+            return ipm_update(parent, pooled, float(arg or 0.1))
         rng = np.random.default_rng(seed)
         out = {}
         for name, w in local.items():
@@ -114,7 +129,7 @@ class Adversary(Behaviour):
 
     def write_update(self, path, parent, weights, meta, rnd: int, max_bytes: int) -> str:
         if self.attack:
-            weights = self.poison(parent, weights, seed=self.seed * 7919 + rnd)
+            weights = self.poison(parent, weights, seed=self.seed * 7919 + rnd, rnd=rnd)
         kind = self.malformed_kind(rnd)
         if not kind:
             return write_model_file(path, weights, meta)
@@ -125,6 +140,25 @@ class Adversary(Behaviour):
         data = malformed_update(kind, weights, meta, max_bytes)
         path.write_bytes(data)
         return sha256_bytes(data)
+
+    def pool(self, honest: Mapping[str, np.ndarray], rnd: int) -> list[dict[str, np.ndarray]]:
+        """Share this colluder's honest model of round `rnd` and collect the others' (safetensors
+        files in collude_dir; never pickled): waits until every colluder has written, at most
+        COLLUDE_WAIT seconds, then uses whatever is there."""
+        from pathlib import Path
+
+        from safetensors.numpy import load_file, save_file
+
+        d = Path(self.collude_dir) / f"round{rnd}"
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".member{self.seed}.tmp"
+        save_file({k: np.ascontiguousarray(v) for k, v in honest.items()}, str(tmp))
+        tmp.rename(d / f"member{self.seed}.safetensors")
+        deadline, pause = time.monotonic() + COLLUDE_WAIT, 0.01
+        while len(list(d.glob("member*.safetensors"))) < self.colluders and time.monotonic() < deadline:
+            time.sleep(pause)  # other processes' files: nothing to wait on but the directory
+            pause = min(pause * 2, 0.2)
+        return [load_file(str(f)) for f in sorted(d.glob("member*.safetensors"))]
 
     def claimed_samples(self, num_samples: int) -> int:
         return self.claim_samples if self.claim_samples else num_samples

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InputError
-from ..peer.adversary import Adversary
+from ..peer.adversary import COLLUDING_ATTACKS, Adversary
 from ..peer.config import NodeConfig
 from ..protocol.types import Phase
 from ..storage.daemon import connect_all
@@ -25,6 +25,9 @@ def plan_adversaries(opts: SimOptions, names: list[str]) -> dict[str, dict]:
             raise InputError(f"--attackers {opts.attackers} leaves no honest organisation out of {len(names)}")
         kind, _, arg = opts.attack.partition(":")
         entry = {"malformed": arg or "cycle"} if kind == "malformed" else {"attack": opts.attack}
+        if kind in COLLUDING_ATTACKS:  # the attackers pool their honest updates, as in the papers
+            entry.update(collude_dir=str(Path(opts.out).resolve() / "collusion"), colluders=opts.attackers,
+                         participants=len(names))
         Adversary.from_dict(entry)  # validate before anything starts
         for name in names[-opts.attackers:]:
             plan.setdefault(name, {}).update(entry)

@@ -69,8 +69,10 @@ class SimOptions:
                                                  "aggregate: 3, 2,4 or all.", panel=FAULTS)
     attackers: int = _opt(0, "Attack: the last K organisations send poisoned updates (see --attack).", panel=FAULTS,
                           lo=0)
-    attack: str = _opt("signflip", "signflip, scale:X, noise:SIGMA, labelflip, or malformed:KIND (malformed:cycle "
-                                   "tries a different kind each round).", panel=FAULTS)
+    attack: str = _opt("signflip", "signflip, scale:X, noise:SIGMA, labelflip, alie (A Little Is Enough), ipm:EPS "
+                                   "(inner-product manipulation; the colluders of both pool their honest updates in "
+                                   "OUT/collusion), or malformed:KIND (malformed:cycle tries a different kind each "
+                                   "round).", panel=FAULTS)
     restart_chain_at: int | None = _opt(None, "Fault: stop the chain node when this round opens and restart it from "
                                               "its state file.", panel=FAULTS, lo=1)
     restart_ipfs: str | None = _opt(None, "Fault: restart NAME's IPFS node when round ROUND opens, e.g. org1@2.",
