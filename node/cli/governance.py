@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,14 +32,37 @@ propose_app = typer.Typer(help="Propose a change for the members to vote on (aft
                           no_args_is_help=True, epilog=EXIT_CODES_HELP)
 
 
-def _access(deployment, rpc, poa, config, keystore, password, devnet, sign: bool = True):
+#: The options of every signed governance command: which chain, which key, and --json.
+CHAIN_OPTIONS = (("deployment", Optional[Path], deployment_opt), ("rpc", Optional[str], rpc_opt),
+                 ("poa", Optional[bool], poa_opt), ("config", Optional[Path], config_opt),
+                 ("keystore", Optional[Path], lambda: keystore_opt(
+                     "Your organisation's encrypted keystore: a member's (`govern`: the admin's).")),
+                 ("password", Optional[str], password_opt),
+                 ("devnet", Optional[Path], devnet_opt), ("as_json", bool, json_opt))
+
+
+def signed(func):
+    """Give a command CHAIN_OPTIONS after its own parameters; it receives them as `**chain`."""
+    sig = inspect.signature(func)
+    own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=make(), annotation=kind)
+             for name, kind, make in CHAIN_OPTIONS]
+    func.__signature__ = sig.replace(parameters=own + added)
+    func.__annotations__ = {**typing.get_type_hints(func), **{name: kind for name, kind, _ in CHAIN_OPTIONS}}
+    return func
+
+
+def _chain_only(chain: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in chain.items() if k != "as_json"}
+
+
+def _access(sign: bool = True, **chain: Any):
     """The chain client and the consortium's MemberVote; refused while the consortium is in bootstrap."""
     from ..chain.governance import Governance
     from ..errors import InputError
     from ..ops.access import chain_access
 
-    acc = chain_access(deployment=deployment, rpc=rpc, poa=poa, config=config, keystore=keystore,
-                       password=password, devnet=devnet, sign=sign)
+    acc = chain_access(sign=sign, **_chain_only(chain))
     gov = Governance.of(acc.client)
     if gov is None:
         raise InputError(f"the consortium is still in bootstrap: its admin {acc.client.admin()} decides alone. "
@@ -98,64 +123,62 @@ def _task_words(c: dict) -> str:
 
 @propose_app.command("add-member", epilog=EXIT_CODES_HELP)
 @reflow
+@signed
 def propose_add(
     member: str = typer.Argument(..., help="The organisation's address (0x...) or keystore file."),
     name: str = typer.Option(..., "--name", help="Its name, 1-64 bytes, never used by another address."),
     description: str = typer.Option("", "--description", help="Why, for the other members (at most 1024 bytes)."),
-    deployment: Optional[Path] = deployment_opt(), rpc: Optional[str] = rpc_opt(), poa: Optional[bool] = poa_opt(),
-    config: Optional[Path] = config_opt(), keystore: Optional[Path] = keystore_opt(),
-    password: Optional[str] = password_opt(), devnet: Optional[Path] = devnet_opt(), as_json: bool = json_opt(),
+    **chain: Any,
 ) -> None:
     """Propose admitting an organisation (members only)."""
-    with reporting(as_json):
+    with reporting(chain["as_json"]):
         from ..ops.access import parse_address
 
         address = parse_address(member)
-        _, gov = _access(deployment, rpc, poa, config, keystore, password, devnet)
+        _, gov = _access(**chain)
         pid, tx = gov.propose("add-member", [address, name], description)
-        _proposed(as_json, gov, pid, tx)
+        _proposed(chain["as_json"], gov, pid, tx)
 
 
 @propose_app.command("remove-member", epilog=EXIT_CODES_HELP)
 @reflow
+@signed
 def propose_remove(
     member: str = typer.Argument(..., help="The member's address (0x...) or keystore file."),
     description: str = typer.Option("", "--description", help="Why, for the other members (at most 1024 bytes)."),
-    deployment: Optional[Path] = deployment_opt(), rpc: Optional[str] = rpc_opt(), poa: Optional[bool] = poa_opt(),
-    config: Optional[Path] = config_opt(), keystore: Optional[Path] = keystore_opt(),
-    password: Optional[str] = password_opt(), devnet: Optional[Path] = devnet_opt(), as_json: bool = json_opt(),
+    **chain: Any,
 ) -> None:
     """Propose removing a member (members only). Once executed the member submits no more updates;
     it still finishes the round it is in (reveal, lead, verify), so no round is stranded."""
-    with reporting(as_json):
+    with reporting(chain["as_json"]):
         from ..ops.access import parse_address
 
         address = parse_address(member)
-        _, gov = _access(deployment, rpc, poa, config, keystore, password, devnet)
+        _, gov = _access(**chain)
         pid, tx = gov.propose("remove-member", [address], description)
-        _proposed(as_json, gov, pid, tx)
+        _proposed(chain["as_json"], gov, pid, tx)
 
 
 @propose_app.command("cancel-task", epilog=EXIT_CODES_HELP)
 @reflow
+@signed
 def propose_cancel(
     task: int = typer.Argument(..., min=0, help="The task id."),
     description: str = typer.Option("", "--description", help="Why, for the other members (at most 1024 bytes)."),
-    deployment: Optional[Path] = deployment_opt(), rpc: Optional[str] = rpc_opt(), poa: Optional[bool] = poa_opt(),
-    config: Optional[Path] = config_opt(), keystore: Optional[Path] = keystore_opt(),
-    password: Optional[str] = password_opt(), devnet: Optional[Path] = devnet_opt(), as_json: bool = json_opt(),
+    **chain: Any,
 ) -> None:
     """Propose cancelling a task (members only): its round in progress ends unfinalized (a round that
     cannot finish), and its last finalized global model stays its result."""
-    with reporting(as_json):
-        acc, gov = _access(deployment, rpc, poa, config, keystore, password, devnet)
+    with reporting(chain["as_json"]):
+        acc, gov = _access(**chain)
         acc.client.require_task(task)
         pid, tx = gov.propose("cancel-task", [task], description)
-        _proposed(as_json, gov, pid, tx)
+        _proposed(chain["as_json"], gov, pid, tx)
 
 
 @propose_app.command("update-task", epilog=EXIT_CODES_HELP)
 @reflow
+@signed
 def propose_update(
     task: int = typer.Argument(..., min=0, help="The task id."),
     min_participants: Optional[int] = typer.Option(None, "--min-participants", min=1,
@@ -168,16 +191,14 @@ def propose_update(
     reveal_window: Optional[int] = typer.Option(None, "--reveal-window", min=1, help="Seconds."),
     rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="Rounds the task runs (not below the current one)."),
     description: str = typer.Option("", "--description", help="Why, for the other members (at most 1024 bytes)."),
-    deployment: Optional[Path] = deployment_opt(), rpc: Optional[str] = rpc_opt(), poa: Optional[bool] = poa_opt(),
-    config: Optional[Path] = config_opt(), keystore: Optional[Path] = keystore_opt(),
-    password: Optional[str] = password_opt(), devnet: Optional[Path] = devnet_opt(), as_json: bool = json_opt(),
+    **chain: Any,
 ) -> None:
     """Propose changing a task's participant bounds, windows or round count (members only); what you
     leave out stays as it is. It can be executed only while the task's current round accepts
     updates, and applies from then on: lowering --min-participants lets a round that cannot close
     (too few members left) close. The rule, its parameters, the verifiers and the quorum never change."""
-    with reporting(as_json):
-        acc, gov = _access(deployment, rpc, poa, config, keystore, password, devnet)
+    with reporting(chain["as_json"]):
+        acc, gov = _access(**chain)
         acc.client.require_task(task)
         cfg = acc.client.task_config(task)
 
@@ -189,51 +210,50 @@ def propose_update(
                 pick(verification_window, cfg.verification_window), pick(reveal_window, cfg.reveal_window),
                 pick(rounds, cfg.max_rounds)]
         pid, tx = gov.propose("update-task", args, description)
-        _proposed(as_json, gov, pid, tx)
+        _proposed(chain["as_json"], gov, pid, tx)
 
 
 @propose_app.command("cancel-proposal", epilog=EXIT_CODES_HELP)
 @reflow
+@signed
 def propose_cancel_proposal(
     proposal: int = typer.Argument(..., min=0, help="The proposal to withdraw (active or passed)."),
     description: str = typer.Option("", "--description", help="Why, for the other members (at most 1024 bytes)."),
-    deployment: Optional[Path] = deployment_opt(), rpc: Optional[str] = rpc_opt(), poa: Optional[bool] = poa_opt(),
-    config: Optional[Path] = config_opt(), keystore: Optional[Path] = keystore_opt(),
-    password: Optional[str] = password_opt(), devnet: Optional[Path] = devnet_opt(), as_json: bool = json_opt(),
+    **chain: Any,
 ) -> None:
     """Propose withdrawing an active or passed proposal (members only): a stale duplicate, a mistake,
     an admission the consortium no longer wants."""
-    with reporting(as_json):
-        _, gov = _access(deployment, rpc, poa, config, keystore, password, devnet)
+    with reporting(chain["as_json"]):
+        _, gov = _access(**chain)
         gov.proposal(proposal)  # UnknownProposal before anything is sent
         pid, tx = gov.propose("cancel-proposal", [proposal], description)
-        _proposed(as_json, gov, pid, tx)
+        _proposed(chain["as_json"], gov, pid, tx)
 
 
 @propose_app.command("rules", epilog=EXIT_CODES_HELP)
 @reflow
+@signed
 def propose_rules(
     threshold: Optional[str] = typer.Option(None, "--threshold", help="Yes votes a proposal needs, as a share of the "
                                             "members when it was made: 2/3, 75%, 0.8 (more than half, at most all)."),
     delay: Optional[int] = typer.Option(None, "--delay", min=0, help="Seconds between passing and execution."),
     voting_period: Optional[int] = typer.Option(None, "--voting-period", min=60, help="Seconds a proposal stays open."),
     description: str = typer.Option("", "--description", help="Why, for the other members (at most 1024 bytes)."),
-    deployment: Optional[Path] = deployment_opt(), rpc: Optional[str] = rpc_opt(), poa: Optional[bool] = poa_opt(),
-    config: Optional[Path] = config_opt(), keystore: Optional[Path] = keystore_opt(),
-    password: Optional[str] = password_opt(), devnet: Optional[Path] = devnet_opt(), as_json: bool = json_opt(),
+    **chain: Any,
 ) -> None:
     """Propose new voting rules (members only); what you leave out stays as it is."""
-    with reporting(as_json):
+    with reporting(chain["as_json"]):
         from ..chain.governance import parse_threshold
 
         if threshold is not None:
             parse_threshold(threshold)  # a bad value is refused before the chain is asked anything
-        _, gov = _access(deployment, rpc, poa, config, keystore, password, devnet)
+        _, gov = _access(**chain)
         rules = _rules(threshold, delay, voting_period, gov.rules())
         pid, tx = gov.propose("set-rules", [rules.threshold_bps, rules.delay, rules.voting_period], description)
-        _proposed(as_json, gov, pid, tx)
+        _proposed(chain["as_json"], gov, pid, tx)
 
 
+@signed
 def govern(
     threshold: str = typer.Option("2/3", "--threshold", help="Yes votes a proposal needs, as a share of the members "
                                   "when it was made: 2/3, 75%, 0.8 (more than half, at most all)."),
@@ -241,23 +261,20 @@ def govern(
                               "(time for the members to react)."),
     voting_period: int = typer.Option(7 * DAY, "--voting-period", min=60,
                                       help="Seconds a proposal stays open for votes, and a passed one executable."),
-    deployment: Optional[Path] = deployment_opt(), rpc: Optional[str] = rpc_opt(), poa: Optional[bool] = poa_opt(),
-    config: Optional[Path] = config_opt(), keystore: Optional[Path] = keystore_opt(),
-    password: Optional[str] = password_opt(), devnet: Optional[Path] = devnet_opt(), as_json: bool = json_opt(),
+    **chain: Any,
 ) -> None:
     """End bootstrap (admin only, once): deploy the consortium's MemberVote contract and hand it the
     admin role. From then on no single key admits or removes members or creates or cancels tasks:
     members propose (`fedledger propose`), vote (`fedledger vote`) and execute. Needs at least two
     members; the threshold is always more than half of them."""
-    with reporting(as_json):
+    with reporting(chain["as_json"]):
         from ..chain.governance import Governance
         from ..ops.access import chain_access
 
         rules = _rules(threshold, delay, voting_period)
-        acc = chain_access(deployment=deployment, rpc=rpc, poa=poa, config=config, keystore=keystore,
-                           password=password, devnet=devnet, sign=True)
+        acc = chain_access(sign=True, **_chain_only(chain))
         gov, txs = Governance.start(acc.client, rules)
-        emit(as_json, {"ok": True, "governance": gov.address, "threshold_bps": rules.threshold_bps,
+        emit(chain["as_json"], {"ok": True, "governance": gov.address, "threshold_bps": rules.threshold_bps,
                        "delay": rules.delay, "voting_period": rules.voting_period,
                        "members": acc.client.member_count(), "gas_used": sum(t.gas_used for t in txs),
                        "block": txs[-1].block_number},
@@ -267,24 +284,23 @@ def govern(
               f"passes; open for {rules.voting_period} s"])
 
 
+@signed
 def vote(
     proposal: int = typer.Argument(..., min=0, help="The proposal id (`fedledger proposals`)."),
     choice: str = typer.Argument(..., help="yes or no."),
     execute: bool = typer.Option(True, "--execute/--no-execute", help="Execute the proposal at once when this vote "
                                  "passes it and it has no delay."),
-    deployment: Optional[Path] = deployment_opt(), rpc: Optional[str] = rpc_opt(), poa: Optional[bool] = poa_opt(),
-    config: Optional[Path] = config_opt(), keystore: Optional[Path] = keystore_opt(),
-    password: Optional[str] = password_opt(), devnet: Optional[Path] = devnet_opt(), as_json: bool = json_opt(),
+    **chain: Any,
 ) -> None:
     """Vote on an open proposal (members that were members when it was made, once each). The chain
     refuses (exit 4) a second vote (AlreadyVoted), a closed proposal (WrongState) and a member
     admitted after the proposal (NotInElectorate)."""
-    with reporting(as_json):
+    with reporting(chain["as_json"]):
         from ..errors import InputError
 
         if choice.lower() not in ("yes", "no"):
             raise InputError(f"vote yes or no, not {choice!r}")
-        _, gov = _access(deployment, rpc, poa, config, keystore, password, devnet)
+        _, gov = _access(**chain)
         tx = gov.vote(proposal, choice.lower() == "yes")
         p = gov.proposal(proposal)
         data: dict[str, Any] = {"ok": True, "proposal": p.to_json(), "tx_hash": tx.tx_hash, "executed": False}
@@ -298,25 +314,24 @@ def vote(
             lines.append(f"executed in block {done.block_number}")
         elif p.state == "passed":
             lines.append(f"executable from {p.executable_at} (chain time): `fedledger execute {proposal}`")
-        emit(as_json, data, lines)
+        emit(chain["as_json"], data, lines)
 
 
+@signed
 def execute(
     proposal: int = typer.Argument(..., min=0, help="The proposal id."),
-    deployment: Optional[Path] = deployment_opt(), rpc: Optional[str] = rpc_opt(), poa: Optional[bool] = poa_opt(),
-    config: Optional[Path] = config_opt(), keystore: Optional[Path] = keystore_opt(),
-    password: Optional[str] = password_opt(), devnet: Optional[Path] = devnet_opt(), as_json: bool = json_opt(),
+    **chain: Any,
 ) -> None:
     """Execute a passed proposal once its delay is over (members only). The chain refuses (exit 4)
     a proposal that has not passed (WrongState), one still in its delay (TooEarly), a caller that
     is not a member (NotMember), and passes on the ledger's own error when the call fails
     (AlreadyMember, ...)."""
-    with reporting(as_json):
-        _, gov = _access(deployment, rpc, poa, config, keystore, password, devnet)
+    with reporting(chain["as_json"]):
+        _, gov = _access(**chain)
         tx = gov.execute(proposal)
         p = gov.proposal(proposal)
         created = next((e for e in tx.events if e.name == "TaskCreated"), None)
-        emit(as_json, {"ok": True, "proposal": p.to_json(), "tx_hash": tx.tx_hash, "block": tx.block_number,
+        emit(chain["as_json"], {"ok": True, "proposal": p.to_json(), "tx_hash": tx.tx_hash, "block": tx.block_number,
                        "task": created["task"] if created else None},
              [f"executed proposal {proposal} ({describe(p)}) in block {tx.block_number}"]
              + ([f"task {created['task']} created"] if created else []))
@@ -330,7 +345,7 @@ def proposals(
     """List the proposals (open and passed ones; --all for every one) with their votes and the
     voting rules. Needs no key."""
     with reporting(as_json):
-        _, gov = _access(deployment, rpc, poa, config, None, None, None, sign=False)
+        _, gov = _access(sign=False, deployment=deployment, rpc=rpc, poa=poa, config=config)
         rules = gov.rules()
         shown = [p for p in gov.proposals() if all_ or p.state in ("active", "passed")]
         lines = [f"governed by {gov.address}: {rules.threshold_bps / 100:g}% of the members, delay {rules.delay} s, "

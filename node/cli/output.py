@@ -105,9 +105,9 @@ def config_opt() -> Any:
                                                      "deployment, RPC URL, keystore and password source are used.")
 
 
-def keystore_opt() -> Any:
-    return typer.Option(None, "--keystore", help="The admin's encrypted keystore (the account that deployed, or "
-                                                 "the one the admin role was transferred to).")
+def keystore_opt(help: str = "The admin's encrypted keystore (the account that deployed, or the one the admin "
+                             "role was transferred to).") -> Any:
+    return typer.Option(None, "--keystore", help=help)
 
 
 def password_opt() -> Any:
