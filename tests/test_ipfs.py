@@ -370,6 +370,29 @@ def test_daemon_restarts_after_being_killed_and_stops_without_leaving_a_process(
     daemon.stop()  # idempotent
 
 
+def test_a_port_taken_between_picking_and_listening_is_replaced_not_waited_on(ipfs_daemon_factory):
+    """Another process takes the API port after the repo recorded it (the race of free_port): the
+    daemon logs EADDRINUSE and may keep running; start must move to fresh ports at once."""
+    import socket
+    import time
+
+    daemon = ipfs_daemon_factory("taken", start=False)
+    daemon.init()
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    port = int(daemon.api_url.rsplit(":", 1)[1])
+    squatter.bind(("127.0.0.1", port))
+    squatter.listen(1)
+    try:
+        t0 = time.monotonic()
+        daemon.start(timeout=60)
+        assert daemon.running and int(daemon.api_url.rsplit(":", 1)[1]) != port
+        assert time.monotonic() - t0 < 45  # not the whole timeout
+    finally:
+        squatter.close()
+        daemon.stop()
+
+
 def test_init_is_idempotent_and_keeps_ports_and_identity(ipfs_daemon_factory):
     daemon = ipfs_daemon_factory("idem", start=False)
     daemon.init()

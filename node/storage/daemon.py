@@ -374,6 +374,10 @@ class IpfsDaemon:
                 raise IpfsDaemonError(
                     f"{self.name}: IPFS daemon exited with code {proc.returncode}; last log lines:\n{tail}"
                 )
+            if proc is not None and "EADDRINUSE" in self._log_tail():
+                # js-ipfs may log the failed listen (its API or gateway port, taken since it was
+                # picked) and keep running without it: retry on fresh ports, not wait for the deadline.
+                raise _PortInUse(self._log_tail())
             if proc is None and not pid_alive(pid):
                 return False
             if self._answers():
