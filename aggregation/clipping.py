@@ -26,9 +26,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._core import LANES, AggregationError, Inputs, Model, UpdateSource, block_chunk, chunks, lane_sum
+from ._core import LANES, Inputs, Model, UpdateSource, block_chunk, chunks, lane_sum
 from .bounds import median
-from .robust import _lanes, _load_padded, check_float, check_int, coordinate_median
+from .robust import _lanes, _load_padded, check_float, check_int, coordinate_median, to_model
 
 
 def centered_clipping(
@@ -55,14 +55,7 @@ def centered_clipping(
                 radius = median(dist)
             coef = [1.0 if d <= radius else radius / d for d in dist]
             centre = _move(inputs, centre, coef)
-    result: Model = {}
-    for name in inputs.names:
-        shape, dtype = inputs._meta[name]
-        out = centre[name].astype(dtype)
-        if not np.isfinite(out).all():
-            raise AggregationError(f"cclip: the result for {name!r} overflows {dtype}")
-        result[name] = out.reshape(shape)
-    return result
+    return to_model(inputs, centre, "cclip")
 
 
 def _distances2(inputs: Inputs, centre: dict[str, np.ndarray]) -> list[float]:

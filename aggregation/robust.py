@@ -225,6 +225,19 @@ def _weiszfeld_pass(
     return estimate, dist2, lane_sum(step_lanes[0]), lane_sum(norm_lanes[0])
 
 
+def to_model(inputs: Inputs, flat: dict[str, np.ndarray], rule: str) -> Model:
+    """A float64 estimate (flat, per tensor) cast back to each tensor's dtype and shape; a value the
+    dtype cannot hold is an error, not an infinity in the global model."""
+    result: Model = {}
+    for name in inputs.names:
+        shape, dtype = inputs._meta[name]
+        out = flat[name].astype(dtype)
+        if not np.isfinite(out).all():
+            raise AggregationError(f"{rule}: the result for {name!r} overflows {dtype}")
+        result[name] = out.reshape(shape)
+    return result
+
+
 def geometric_median(
     updates: Sequence[UpdateSource],
     weights: Sequence[int | float] | None = None,
@@ -264,13 +277,7 @@ def geometric_median(
         if step <= tol * norm:
             converged = True
             break
-    result: Model = {}
-    for name in inputs.names:
-        shape, dtype = inputs._meta[name]
-        out = estimate[name].astype(dtype)
-        if not np.isfinite(out).all():
-            raise AggregationError(f"geomedian: the result for {name!r} overflows {dtype}")
-        result[name] = out.reshape(shape)
+    result = to_model(inputs, estimate, "geomedian")
     if not return_info:
         return result
     objective = 0.0
