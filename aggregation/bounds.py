@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -107,6 +108,106 @@ def norm_bound(norms: Sequence[float], max_norm: float, norm_cap: float) -> floa
     return min(bounds) if bounds else None
 
 
+def direction_scores(
+    updates: Sequence[UpdateSource],
+    parent: UpdateSource,
+    previous: UpdateSource | None,
+    names: Sequence[str] | None = None,
+) -> tuple[list[float], list[float]]:
+    """(norms, scores): ||x_i - parent|| and how far each change points along the round's consensus,
+
+        score_i = <d_i, m> / ||m|| + <d_i, s> / ||s||,   d_i = x_i - parent,
+
+    where m is the coordinate-wise median of the changes (the mean of the two middle values for an
+    even count) and s = parent - previous is the parent's own step (the last finalized round's
+    move); a term whose vector is zero or absent (round 1 has no previous model) is left out.
+    float64 elementwise, fixed-lane sums with an exactly rounded total, like `change_norm`: the same
+    bits on every machine. One layer of every update is read at a time."""
+    n = len(updates)
+    if n == 0:
+        return [], []
+    dot_m = np.zeros((n, LANES))
+    dot_s = np.zeros((n, LANES))
+    sq = np.zeros((n, LANES))
+    mm = np.zeros(LANES)
+    ss = np.zeros(LANES)
+    k = n // 2
+    for name in sorted(names if names is not None else _names(parent)):
+        p = np.ascontiguousarray(_tensor(parent, name)).reshape(-1)
+        q = None if previous is None else np.ascontiguousarray(_tensor(previous, name)).reshape(-1)
+        xs = [np.ascontiguousarray(_tensor(u, name)).reshape(-1) for u in updates]
+        for i, x in enumerate(xs):
+            if x.shape != p.shape:
+                raise AggregationError(f"tensor {name!r} of update {i} has {x.size} values, the parent's has {p.size}")
+        if q is not None and q.shape != p.shape:
+            raise AggregationError(f"tensor {name!r} of the previous model has {q.size} values, the parent's has {p.size}")
+        # Chunks of CHUNK_ELEMENTS, as change_norm: a lane adds its chunk's partial sum to its
+        # running total, so the chunk length is part of the arithmetic (and the norms here are
+        # change_norm's, bit for bit).
+        d = np.empty((n, CHUNK_ELEMENTS))
+        st = np.empty(CHUNK_ELEMENTS)
+        for s, e in chunks(p.shape[0], CHUNK_ELEMENTS):
+            m, mp = e - s, padded(e - s)
+            block = d[:, :mp]
+            with np.errstate(over="ignore", invalid="ignore"):
+                for i, x in enumerate(xs):
+                    np.subtract(x[s:e], p[s:e], out=block[i, :m], dtype=np.float64)
+                block[:, m:] = 0.0
+                srt = np.sort(block, axis=0)
+                med = srt[k] if n % 2 else (srt[k - 1] + srt[k]) / 2.0
+                mm += np.add.reduce((med * med).reshape(-1, LANES), axis=0)
+                dot_m += np.add.reduce((block * med).reshape(n, -1, LANES), axis=1)
+                sq += np.add.reduce((block * block).reshape(n, -1, LANES), axis=1)
+                if q is not None:
+                    step = st[:mp]
+                    np.subtract(p[s:e], q[s:e], out=step[:m], dtype=np.float64)
+                    step[m:] = 0.0
+                    ss += np.add.reduce((step * step).reshape(-1, LANES), axis=0)
+                    dot_s += np.add.reduce((block * step).reshape(n, -1, LANES), axis=1)
+        del xs
+    norms = []
+    for i in range(n):
+        t = lane_sum(sq[i])
+        norms.append(math.sqrt(t) if math.isfinite(t) else math.inf)
+    m_norm = math.sqrt(lane_sum(mm))
+    s_norm = math.sqrt(lane_sum(ss)) if previous is not None else 0.0
+    scores = []
+    for i in range(n):
+        score = 0.0
+        if m_norm > 0 and math.isfinite(m_norm):
+            score += lane_sum(dot_m[i]) / m_norm
+        if s_norm > 0 and math.isfinite(s_norm):
+            score += lane_sum(dot_s[i]) / s_norm
+        scores.append(score)
+    return norms, scores
+
+
+def misaligned(norms: Sequence[float], scores: Sequence[float], ratio: float) -> list[int]:
+    """Positions whose alignment a_i = score_i / ||d_i|| (proportional to the cosine between the
+    change and the consensus direction) is not above max(0, ratio x the median alignment of the
+    round). When no update is above it, none is excluded (there is no consensus to measure against).
+    Plain float64 arithmetic and an exact median: the same decisions on every machine."""
+    align = [sc / x if math.isfinite(sc) and math.isfinite(x) and x > 0 else -math.inf
+             for sc, x in zip(scores, norms)]
+    finite = [a for a in align if math.isfinite(a)]
+    if not finite:
+        return []
+    threshold = max(0.0, ratio * median(finite))
+    out = [i for i, a in enumerate(align) if not a > threshold]
+    return out if len(out) < len(align) else []
+
+
+@dataclass
+class BoundResult:
+    """What the bounds did to a round's updates, positions in the given order."""
+
+    updates: list[UpdateSource]  # every update, the clipped ones replaced by their clipped view
+    excluded: list[int]  # beyond the norm bound (`norm_exceeded`)
+    clipped: list[int]  # scaled back onto the norm bound
+    norms: list[float]  # ||x - parent|| of each update (empty when no bound was set)
+    opposed: list[int] = field(default_factory=list)  # pointing away from the consensus (`opposed`)
+
+
 def bound_updates(
     updates: Sequence[UpdateSource],
     parent: UpdateSource | None,
@@ -115,26 +216,51 @@ def bound_updates(
     norm_cap: float = 0.0,
     clip: bool = True,
     names: Sequence[str] | None = None,
-) -> tuple[list[UpdateSource], list[int], list[int], list[float]]:
-    """Apply the norm bound: (sources, excluded positions, clipped positions, norms). Updates
-    within the bound come back as given; with `clip` those beyond it come back scaled onto it,
-    without it they are excluded (and so are updates whose change overflows float64)."""
-    if max_norm <= 0 and norm_cap <= 0:
-        return list(updates), [], [], []
+    direction: bool = False,
+    norm_drop: float = 0.0,
+    previous: UpdateSource | None = None,
+    direction_ratio: float = 0.25,
+) -> BoundResult:
+    """Apply the bounds, in this order:
+
+    1. `direction`: an update that is not aligned with the round's consensus (`misaligned`) is
+       excluded as `opposed`.
+    2. The reference norm is the median change norm of the updates still in.
+    3. `norm_drop` > 0: an update whose change norm exceeds norm_drop x the reference is excluded.
+    4. The norm bound (`max_norm`, `norm_cap` x the reference, or the smaller): with `clip` an
+       update beyond it is scaled back onto it, without it excluded (so are updates whose change
+       overflows float64).
+
+    Updates within every bound come back as given."""
+    if max_norm <= 0 and norm_cap <= 0 and norm_drop <= 0 and not direction:
+        return BoundResult(list(updates), [], [], [])
     if parent is None:
-        raise AggregationError("a norm bound needs the parent model")
-    norms = [change_norm(u, parent, names) for u in updates]
-    bound = norm_bound(norms, max_norm, norm_cap)
+        raise AggregationError("a norm bound or a direction check needs the parent model")
+    opposed: list[int] = []
+    if direction:
+        norms, scores = direction_scores(updates, parent, previous, names)
+        opposed = misaligned(norms, scores, direction_ratio)
+    else:
+        norms = [change_norm(u, parent, names) for u in updates]
+    gone = set(opposed)
+    reference = [x for i, x in enumerate(norms) if i not in gone and math.isfinite(x)]
+    drop = norm_drop * median(reference) if norm_drop > 0 and reference else None
+    bound = norm_bound(reference, max_norm, norm_cap)
     out: list[UpdateSource] = []
     excluded: list[int] = []
     clipped: list[int] = []
-    for i, (u, n) in enumerate(zip(updates, norms)):
-        if bound is None or n <= bound:
+    for i, (u, x) in enumerate(zip(updates, norms)):
+        if i in gone:
             out.append(u)
-        elif clip and math.isfinite(n) and n > 0:
-            out.append(Clipped(u, parent, bound / n))
+        elif drop is not None and not x <= drop:
+            out.append(u)
+            excluded.append(i)
+        elif bound is None or x <= bound:
+            out.append(u)
+        elif clip and math.isfinite(x) and x > 0:
+            out.append(Clipped(u, parent, bound / x))
             clipped.append(i)
         else:
             out.append(u)
             excluded.append(i)
-    return out, excluded, clipped, norms
+    return BoundResult(out, excluded, clipped, norms, opposed)

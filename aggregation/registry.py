@@ -7,8 +7,10 @@ always have identical bytes, and the leader and every verifier decode the same v
 
 Every rule also takes the bounding parameters of ``BOUNDS`` (bounds.py): ``weight_cap`` clips each
 sample-count claim at a multiple of the round's median claim (for the rules that use weights),
-``max_norm`` / ``norm_cap`` bound each update's change from the parent, and ``norm_clip`` says
-whether an update beyond the bound is scaled back onto it or excluded. ``bound`` applies them;
+``max_norm`` / ``norm_cap`` bound each update's change from the parent, ``norm_clip`` says
+whether an update beyond the bound is scaled back onto it or excluded, ``norm_drop`` excludes
+changes far beyond the round's median, and ``direction`` excludes changes that point away from
+the round's consensus (the median change and the parent's own step). ``bound`` applies them;
 ``aggregate`` is what the leader and the verifiers call: it orders the updates by hash and
 applies the rule. ``aggregates_match`` is how a verifier compares its recomputation with the
 leader's aggregate: bit for bit for the exact rules, within ``tolerance`` for the others.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -143,6 +145,13 @@ BOUNDS = (
     Param("norm_cap", "float", 10.0, 0.0, 1e6, doc="bound on ||update - parent||_2 at this multiple of the "
           "round's median (0: none); with max_norm, the smaller bound holds"),
     Param("norm_clip", "bool", True, doc="true: scale an update beyond the bound back onto it; false: exclude it"),
+    Param("norm_drop", "float", 0.0, 0.0, 1e6, doc="exclude an update whose ||update - parent||_2 exceeds this "
+          "multiple of the round's median (0: none); applied before the norm bound"),
+    Param("direction", "bool", False, doc="exclude an update whose change points away from the round's consensus "
+          "(the coordinate median of the changes and the parent's own step); the medians of the norm bounds "
+          "are then taken over the updates left"),
+    Param("direction_ratio", "float", 0.25, 0.0, 1.0, doc="with direction: an update is aligned when its cosine "
+          "with the consensus is positive and above this multiple of the round's median cosine"),
 )
 
 RULES: dict[str, Rule] = {
@@ -257,6 +266,28 @@ def rule_id_bytes32(rule_id: str) -> bytes:
     return rule.id.encode("ascii").ljust(32, b"\x00")
 
 
+#: Named settings of a rule and its bounds, chosen by measurement (docs/aggregation.md, "Robustness
+#: on heterogeneous data"). A task stores the rule id and the full parameters, never the preset's
+#: name: what the chain says is what runs.
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    # FedAvg over the updates that point along the round's consensus and whose change is at most
+    # 3x the median (norm_drop), each clipped at 2x the median (norm_cap).
+    "robust": ("fedavg", {"direction": True, "norm_drop": 3.0, "norm_cap": 2.0, "weight_cap": 3.0}),
+}
+
+
+def resolve_rule(name: str, params: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """(rule id, parameters) for a rule id or a preset name; parameters given explicitly override
+    the preset's. Unknown names raise AggregationError listing the rules and presets."""
+    if name in PRESETS:
+        rule_id, preset = PRESETS[name]
+        return rule_id, {**preset, **dict(params or {})}
+    if normalize_rule_id(name) not in RULES:
+        raise AggregationError(f"unknown aggregation rule {name!r}; known rules: {', '.join(RULES)}; "
+                               f"presets: {', '.join(PRESETS)}")
+    return name, dict(params or {})
+
+
 def get_rule(rule_id: str | bytes) -> Rule:
     """The rule for an id (str or bytes32); ValueError listing the known ids otherwise."""
     key = normalize_rule_id(rule_id)
@@ -322,6 +353,7 @@ class Bounded:
     excluded: list[int]  # positions (in the given order) beyond the norm bound, when not clipped
     clipped: list[int]  # positions scaled back onto the norm bound
     norms: list[float]  # ||update - parent|| of each given update (empty when no norm bound)
+    opposed: list[int] = field(default_factory=list)  # positions excluded by the direction check
 
 
 def bound(
@@ -332,19 +364,25 @@ def bound(
     hashes: Sequence[bytes | str],
     parent: UpdateSource | None = None,
     names: Sequence[str] | None = None,
+    previous: UpdateSource | None = None,
 ) -> Bounded:
-    """Apply the task's bounds (weight cap, norm bound) to a round's updates, in the given order.
-    `parent` is the round's parent model (needed when a norm bound is set); `names` the tensors
-    the norm is taken over (default: all of the parent's)."""
+    """Apply the task's bounds (direction check, weight cap, norm bounds) to a round's updates, in
+    the given order. `parent` is the round's parent model (needed when a norm bound or the
+    direction check is set), `previous` the parent's own parent (None in round 1: the direction
+    check then uses the round's median alone); `names` the tensors the norms are taken over
+    (default: all of the parent's)."""
     rule = get_rule(rule_id)
     p = _params(rule, params)
-    sources, excluded, clipped, norms = bound_updates(
-        updates, parent, max_norm=p["max_norm"], norm_cap=p["norm_cap"], clip=p["norm_clip"], names=names)
-    keep = [i for i in range(len(sources)) if i not in set(excluded)]
+    r = bound_updates(updates, parent, max_norm=p["max_norm"], norm_cap=p["norm_cap"], clip=p["norm_clip"],
+                      names=names, direction=p["direction"], norm_drop=p["norm_drop"], previous=previous,
+                      direction_ratio=p["direction_ratio"])
+    out = set(r.excluded) | set(r.opposed)
+    keep = [i for i in range(len(r.updates)) if i not in out]
     ws = [float(weights[i]) for i in keep]
     if rule.uses_weights and ws:
         ws = cap_weights(ws, p["weight_cap"])
-    return Bounded([sources[i] for i in keep], ws, [hashes[i] for i in keep], excluded, clipped, norms)
+    return Bounded([r.updates[i] for i in keep], ws, [hashes[i] for i in keep], r.excluded, r.clipped, r.norms,
+                   r.opposed)
 
 
 def aggregate(

@@ -38,7 +38,7 @@ import numpy as np
 from eth_utils import keccak
 
 from fedledger.aggregation.bucketing import bucketed
-from fedledger.aggregation.registry import aggregate, bound, encode_params
+from fedledger.aggregation.registry import aggregate, bound, encode_params, resolve_rule
 from fedledger.node.peer.adversary import Adversary, alie_update, alie_z, flip_labels, ipm_update
 from fedledger.node.storage.modelfile import write_model
 from fedledger.node.training.partition import partition
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import stamp  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-RULES = "fedavg,median,trimmed_mean,multikrum,cclip"
+RULES = "fedavg,median,trimmed_mean,multikrum,cclip,robust"
 ATTACKS = "none,signflip,scale:10,labelflip,alie,ipm"
 PARAMS = {"trimmed_mean": {"beta": 0.3}, "multikrum": {"f": 3}}  # each rule told the number of attackers
 
@@ -72,8 +72,9 @@ def run_cell(work, data, parts, genesis, rule: str, attack: str, attackers: int,
     # "bucket2:cclip": bucketing in pairs before cclip (aggregation/bucketing.py)
     bucket, inner = (int(rule.split(":")[0][len("bucket"):]), rule.split(":", 1)[1]) if rule.startswith("bucket") \
         else (1, rule)
-    params = encode_params(inner, PARAMS.get(inner, {}))
-    glob = dict(genesis)
+    inner, params = resolve_rule(inner, PARAMS.get(inner, {}))  # "robust": a preset of fedavg and its bounds
+    params = encode_params(inner, params)
+    glob, previous = dict(genesis), None
     curve = []
     for rnd in range(1, rounds + 1):
         local = [dict(trainers[i].fit(glob, cfg.for_round(seed * 1000 + i, rnd)).weights) for i in range(n)]
@@ -87,7 +88,8 @@ def run_cell(work, data, parts, genesis, rule: str, attack: str, attackers: int,
                 local[i] = ipm_update(glob, honest_bad, 0.1)
         hashes = [sha(u) if i not in bad else hashlib.sha256(sha(u) + bytes([i])).digest() for i, u in enumerate(local)]
         counts = [trainers[i].num_train_samples for i in range(n)]
-        b = bound(inner, params, local, counts, hashes, parent=glob)
+        b = bound(inner, params, local, counts, hashes, parent=glob, previous=previous)
+        previous = glob
         if bucket > 1:  # shuffled by a per-round seed, as the round's on-chain seed would
             glob = dict(bucketed(lambda means, hs: aggregate(inner, params, means, [1] * len(means), hs), b.updates,
                                  bucket, keccak(b"round" + rnd.to_bytes(32, "big")), b.hashes))

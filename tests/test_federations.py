@@ -42,6 +42,23 @@ def test_median_keeps_learning_under_sign_flippers_that_derail_fedavg(tmp_path):
     assert audit_run(tmp_path / "median").ok
 
 
+def test_the_robust_preset_leaves_out_a_sign_flipper_as_opposed_and_its_rounds_verify_and_audit(tmp_path):
+    # From round 2 on the direction check needs the parent's own parent: leader, both verifiers
+    # and the audit each find it from the chain's RoundFinalized events and agree bit for bit.
+    out = tmp_path / "robust"
+    report = run_sim(SimOptions(rule="robust", orgs=5, rounds=3, seed=5, partition="iid", attackers=1,
+                                attack="signflip", verifiers=2, out=str(out)), say=lambda _: None)
+    for r in report["rounds"]:
+        assert r["attempts"][-1]["outcome"] == "finalized"
+        assert [e["reason"] for e in r["excluded"]] == ["opposed"], r  # the flipper, and only it
+    assert len({e["member"] for r in report["rounds"] for e in r["excluded"]}) == 1  # the same member each round
+    attested = [a for org in ("org1", "org2", "org3", "org4", "org5") for a in metrics(out, org)
+                if a["event"] == "attested"]
+    assert len(attested) >= 6 and all(a["agree"] and a["reason"] == "bit-identical" for a in attested)
+    assert report["final_accuracy"] >= 0.7, report["final_accuracy"]
+    assert audit_run(out).ok
+
+
 def test_a_leader_cheating_ten_times_the_tolerance_of_geomedian_is_rejected_and_replaced(tmp_path):
     out = tmp_path / "run"
     # Geometric median is verified within a relative tolerance (1e-5 of the model's norm): the

@@ -66,7 +66,8 @@ def test_input_order_never_changes_a_bit(perm, seed):
 
 
 def test_parameters_are_checked_and_registered_with_a_verification_tolerance():
-    assert encode_params("cclip", {}) == (b'{"iters":3,"max_norm":0.0,"norm_cap":10.0,"norm_clip":true,"tau":0.0,'
+    assert encode_params("cclip", {}) == (b'{"direction":false,"direction_ratio":0.25,"iters":3,"max_norm":0.0,'
+                                          b'"norm_cap":10.0,"norm_clip":true,"norm_drop":0.0,"tau":0.0,'
                                           b'"weight_cap":3.0}')
     with pytest.raises(ValueError, match="iters"):
         decode_params("cclip", b'{"iters": 0}')

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fedledger.aggregation.registry import aggregates_match, get_rule
+from fedledger.aggregation import AggregationError
+from fedledger.aggregation.registry import aggregates_match, decode_params, get_rule
 
 from .. import defaults
 from ..chain.client import ChainClient
@@ -117,7 +118,7 @@ def verify_round(t: TaskAudit, r: RoundAudit, fetcher: Fetcher, scratch: Path) -
         return
 
     blobs = {u.sha256: fetcher.get(u.cid, u.sha256) for u in r.updates}
-    parent = parent_path(t, r, fetcher)
+    models = (parent_path(t, r, fetcher), previous_path(t, r, fetcher))
 
     def fetch(upd: UpdateRecord) -> Path:
         blob = blobs[upd.sha256]
@@ -130,7 +131,7 @@ def verify_round(t: TaskAudit, r: RoundAudit, fetcher: Fetcher, scratch: Path) -
         result = build_aggregate(task=t.task, rnd=r.round, parent_sha=r.parent_sha256, rule_id=t.rule_id,
                                  rule_params=t.rule_params, spec=spec, updates=[u.record for u in inputs],
                                  fetch=fetch, out=scratch / "recomputed" / f"task{t.task}-round{r.round}.safetensors",
-                                 parent=parent, unavailable=unavailable)
+                                 parent=models[0], previous=models[1], unavailable=unavailable)
     except NoValidUpdate as exc:
         for u in inputs:
             why = dict((x.sha256, w) for x, w in exc.excluded).get(u.sha256)
@@ -183,7 +184,7 @@ def verify_round(t: TaskAudit, r: RoundAudit, fetcher: Fetcher, scratch: Path) -
         if missing and agree:
             r.notes.append(f"the global model equals the aggregate of the other {len(result.included)} updates: "
                            f"the leader did not have the unavailable one{'s' if len(missing) > 1 else ''} either")
-        left_out = _leave_one_out(t, r, result, fetch, scratch, parent) if rule.exact and not agree else None
+        left_out = _leave_one_out(t, r, result, fetch, scratch, models) if rule.exact and not agree else None
         witnesses = _witnessed_by_verifiers(t, r) if left_out is not None else []
         if witnesses:
             # Peers exclude an update they cannot fetch in time ("unavailable"); the chain does not record
@@ -204,7 +205,7 @@ def verify_round(t: TaskAudit, r: RoundAudit, fetcher: Fetcher, scratch: Path) -
                                       f"recomputing {t.rule_id} over the {len(result.included)} valid updates gives "
                                       f"{result.sha256[:16]}, not the published {r.global_sha256[:16]}: {reason}{hint}",
                                       r.global_cid, r.global_sha256))
-        _review_attempts(t, r, result, fetch, scratch, rule.exact, r.global_sha256 if agree else result.sha256, parent)
+        _review_attempts(t, r, result, fetch, scratch, rule.exact, r.global_sha256 if agree else result.sha256, models)
 
 
 def _check_global_meta(t: TaskAudit, r: RoundAudit, meta: dict[str, str], subject: str) -> None:
@@ -235,22 +236,44 @@ def parent_path(t: TaskAudit, r: RoundAudit, fetcher: Fetcher) -> Path | None:
     return blob.path if blob.error is None else None
 
 
+def previous_path(t: TaskAudit, r: RoundAudit, fetcher: Fetcher) -> tuple[Path, str] | None:
+    """The parent's own parent (file, sha256) when the task's rule checks directions (the bounds
+    measure the parent's step against it); None in round 1, for other rules, or when unavailable."""
+    try:
+        if not decode_params(t.rule_id, t.rule_params)["direction"] or r.parent_sha256 == t.genesis_sha256:
+            return None
+    except AggregationError:
+        return None
+    prev = next((x for x in t.rounds if x.finalized and x.global_sha256 == r.parent_sha256), None)
+    if prev is None:
+        return None
+    if prev.parent_sha256 == t.genesis_sha256:
+        blob = fetcher.get(t.genesis_cid, t.genesis_sha256)
+    else:
+        before = next((x for x in t.rounds if x.finalized and x.global_sha256 == prev.parent_sha256), None)
+        if before is None:
+            return None
+        blob = fetcher.get(before.global_cid, before.global_sha256)
+    return (blob.path, prev.parent_sha256) if blob.error is None else None
+
+
 def _aggregate_of(t: TaskAudit, r: RoundAudit, updates: list[UpdateRecord], fetch, scratch: Path, tag: str,
-                  parent: Path | None):
+                  models: tuple):
+    """The aggregate of some of the round's updates; `models` = (parent file, previous model)."""
     return build_aggregate(task=t.task, rnd=r.round, parent_sha=r.parent_sha256, rule_id=t.rule_id,
                            rule_params=t.rule_params, spec=t.spec, updates=updates, fetch=fetch,
                            out=scratch / "recomputed" / f"task{t.task}-round{r.round}-{tag}.safetensors",
-                           parent=parent)
+                           parent=models[0], previous=models[1])
 
 
-def _leave_one_out(t: TaskAudit, r: RoundAudit, result, fetch, scratch: Path, parent: Path | None) -> UpdateAudit | None:
+def _leave_one_out(t: TaskAudit, r: RoundAudit, result, fetch, scratch: Path, models: tuple) -> UpdateAudit | None:
     """The single update whose absence makes the recomputation match the global model, if any."""
     if not 1 < len(result.included) <= defaults.LEAVE_ONE_OUT_MAX:
         return None
     for i, u in enumerate(result.included):
         rest = result.included[:i] + result.included[i + 1:]
         try:
-            if _aggregate_of(t, r, rest, fetch, scratch, f"without-{i}", parent).sha256 == r.global_sha256:
+            if _aggregate_of(t, r, rest, fetch, scratch, f"without-{i}", models).sha256 == r.global_sha256:
                 return next(x for x in r.updates if x.sha256 == u.sha256)
         except Exception:
             continue
@@ -268,7 +291,7 @@ def _witnessed_by_verifiers(t: TaskAudit, r: RoundAudit) -> list[str]:
 
 
 def _review_attempts(t: TaskAudit, r: RoundAudit, result, fetch, scratch: Path, exact: bool, final: str,
-                     parent: Path | None) -> None:
+                     models: tuple) -> None:
     """Notes (not failures): were failed attempts rightly rejected, did each verifier compute what we did."""
     for a in r.attempts:
         if exact:
@@ -282,7 +305,7 @@ def _review_attempts(t: TaskAudit, r: RoundAudit, result, fetch, scratch: Path, 
                 expected = result.sha256
             else:
                 try:
-                    expected = _aggregate_of(t, r, updates, fetch, scratch, f"e{a.epoch}a{a.attempt}", parent).sha256
+                    expected = _aggregate_of(t, r, updates, fetch, scratch, f"e{a.epoch}a{a.attempt}", models).sha256
                 except Exception:
                     continue
             if expected == a.published_sha256:

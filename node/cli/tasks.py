@@ -46,7 +46,9 @@ def task_create(
     genesis: Optional[Path] = typer.Option(None, "--genesis", help="A safetensors file to start from instead. It is "
                                                                    "validated (dtypes, finite values, and the --workload "
                                                                    "model's names and shapes when given)."),
-    rule: str = typer.Option(defaults.RULE, "--rule", help=f"Aggregation rule: {', '.join(RULES)}."),
+    rule: str = typer.Option(defaults.RULE, "--rule", help=f"Aggregation rule: {', '.join(RULES)}; or the preset "
+                             "`robust` (FedAvg over the updates aligned with the round's consensus, outliers dropped "
+                             "and clipped; docs/aggregation.md). The task stores the rule and every parameter."),
     rule_params: str = typer.Option("{}", "--rule-params", help='Rule parameters as JSON, e.g. \'{"beta": 0.1}\'.'),
     min_participants: Optional[int] = typer.Option(None, "--min-participants", min=1,
                                                    help="Updates a round needs before it may close at its deadline "
@@ -103,13 +105,14 @@ def task_create(
         workload = builtin
     with reporting(as_json):
         from ..ops.access import chain_access, ipfs_api_of, members_of
-        from ..ops.tasks import TaskPlan, create_task, default_participants, genesis_weights, parse_rule_params
+        from ..ops.tasks import (TaskPlan, create_task, default_participants, genesis_weights, parse_rule_params,
+                                 resolve_rule_option)
         from ..peer.config import NodeConfig
         from ..storage.ipfs import IpfsClient
 
         if workload is None and genesis is None:
             raise InputError("give --workload NAME (its initial model for --seed) or --genesis FILE.safetensors")
-        params = parse_rule_params(rule_params, rule=rule)
+        rule, params = resolve_rule_option(rule, parse_rule_params(rule_params))
         tensors = genesis_weights(workload, seed, genesis, workload_path)
         cfg = NodeConfig.load(config) if config is not None else None
         acc = chain_access(deployment=deployment, rpc=rpc, poa=poa, config=config, keystore=keystore,

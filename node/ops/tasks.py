@@ -15,7 +15,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 
-from fedledger.aggregation.registry import decode_params, encode_params, get_rule
+from fedledger.aggregation.registry import decode_params, encode_params, get_rule, resolve_rule
 
 from .. import defaults
 from ..chain.client import ChainClient
@@ -269,6 +269,17 @@ def parse_rule_params(text: str, option: str = "--rule-params", rule: str | None
         except ValueError as exc:
             raise InputError(f"{option}: {exc}") from exc
     return params
+
+
+def resolve_rule_option(rule: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """--rule and --rule-params as the task will store them: a preset (`robust`) expanded, the
+    explicit parameters over its values, every value checked; `InputError` otherwise."""
+    try:
+        rule_id, values = resolve_rule(rule, params)
+        encode_params(rule_id, values)
+    except ValueError as exc:
+        raise InputError(f"--rule {rule} --rule-params: {exc}") from exc
+    return rule_id, values
 
 
 def default_participants(members: int, min_participants: int | None, max_participants: int | None,

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fedledger.aggregation.registry import aggregates_match, tolerance
+from fedledger.aggregation.registry import aggregates_match, decode_params, tolerance
 
 from .. import defaults
 from ..chain.client import ChainClient
@@ -490,13 +490,38 @@ class Peer:
             except FutureTimeout:
                 raise IpfsTimeout(f"{upd.cid} of {upd.member} did not arrive in time") from None
 
+        previous = self.previous_model(rnd, parent_sha)
         result = build_aggregate(task=self.task, rnd=rnd, parent_sha=parent_sha, rule_id=self.config.rule_id,
                                  rule_params=self.config.rule_params, spec=self.spec, updates=updates,
                                  fetch=fetch, out=self.work_dir / "aggregates" / f"round{rnd}.safetensors",
-                                 parent=parent.result(), unavailable=unavailable)
+                                 parent=parent.result(), unavailable=unavailable, previous=previous)
         for upd, why in result.excluded:
             log.warning("%s round %d: excluding update of %s (%s)", self.name, rnd, upd.member, why)
         return result
+
+    def previous_model(self, rnd: int, parent_sha: str) -> tuple[Path, str] | None:
+        """The parent's own parent (file, sha256), which the direction check measures the parent's
+        step against; None in round 1 or when the task's rule does not check directions. Found
+        from the RoundFinalized events of the two rounds before, hash checked like every model."""
+        if rnd <= 1 or not decode_params(self.config.rule_id, self.config.rule_params)["direction"]:
+            return None
+
+        def finalized(r: int) -> dict[str, str]:
+            evs = self.chain.events(from_block=self.from_block, names=["RoundFinalized"], task=self.task, round_=r)
+            return {e["sha256"].lower(): e for e in evs}
+
+        last = finalized(rnd - 1).get(parent_sha.lower())
+        if last is None:
+            raise ChainError(f"round {rnd}: no RoundFinalized event names the parent {parent_sha[:12]}")
+        sha = last["parent"].lower()
+        if sha == self.config.genesis_sha256.lower():
+            cid = self.config.genesis_cid
+        else:
+            before = finalized(rnd - 2).get(sha)
+            if before is None:
+                raise ChainError(f"round {rnd}: no RoundFinalized event names the parent's parent {sha[:12]}")
+            cid = before["cid"]
+        return self.downloads.get(cid, sha, self._model_path(sha)).result(), sha
 
     # -------------------------------------------------------------- watchdog
 

@@ -98,6 +98,7 @@ def build_aggregate(
     out: Path,
     parent: Path | None = None,
     unavailable: Collection[str] = (),
+    previous: tuple[Path, str] | None = None,
 ) -> AggregateResult:
     """Validate, exclude, bound and aggregate `updates`, write the global model to `out`.
 
@@ -108,14 +109,16 @@ def build_aggregate(
     it could not fetch them in time) are excluded as `unavailable` without being fetched. The
     task's bounds (`fedledger.aggregation.bound`) then cap the weights and bound each update's
     change from the `parent` model file (its sha256 is `parent_sha`): an update beyond the bound is
-    clipped onto it or excluded (`norm_exceeded`). Raises `NoValidUpdate` when nothing is left to
+    clipped onto it or excluded (`norm_exceeded`); with the direction check, an update that points
+    away from the round's consensus is excluded (`opposed`), measured against the parent's own step
+    from `previous` (the parent's parent model file and its sha256; None in round 1). Raises `NoValidUpdate` when nothing is left to
     aggregate, or when the rule cannot aggregate what is left (too few updates for its `f`).
     """
     t0 = time.perf_counter()
     valid: list[UpdateRecord] = []
     excluded: list[tuple[UpdateRecord, str]] = []
     readers = []
-    parent_reader = None
+    parent_reader = previous_reader = None
     try:
         for upd in updates:
             if upd.sha256 in unavailable:
@@ -135,14 +138,16 @@ def build_aggregate(
         t1 = time.perf_counter()
         if parent is not None:
             parent_reader = open_model(parent, parent_sha, spec)
+        if previous is not None:
+            previous_reader = open_model(previous[0], previous[1], spec)
         model_names = [n for n in readers[0].keys() if not n.startswith(FEDCURV_PREFIX)]
         try:
             b = bound(rule_id, rule_params, readers, [u.num_samples for u in valid], [u.sha256 for u in valid],
-                      parent=parent_reader, names=model_names)
+                      parent=parent_reader, names=model_names, previous=previous_reader)
         except AggregationError as exc:
             raise NoValidUpdate(rnd, excluded, f"the bounds cannot be applied: {exc}") from exc
-        out_of_bounds = set(b.excluded)
-        excluded += [(valid[i], "norm_exceeded") for i in sorted(out_of_bounds)]
+        out_of_bounds = set(b.excluded) | set(b.opposed)
+        excluded += [(valid[i], "opposed" if i in b.opposed else "norm_exceeded") for i in sorted(out_of_bounds)]
         clipped = [valid[i] for i in b.clipped]
         keep = [i for i in range(len(valid)) if i not in out_of_bounds]
         included = [valid[i] for i in keep]
@@ -156,8 +161,9 @@ def build_aggregate(
     finally:
         for r in readers:
             r.close()
-        if parent_reader is not None:
-            parent_reader.close()
+        for r in (parent_reader, previous_reader):
+            if r is not None:
+                r.close()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sha = write_model_file(out, tensors, global_meta(task, rnd, parent_sha, rule_id))

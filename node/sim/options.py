@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from fedledger.aggregation.registry import RULES
+from fedledger.aggregation.registry import PRESETS, RULES
 
 from .. import defaults
 from ..errors import InputError
@@ -37,7 +37,8 @@ class SimOptions:
     data: str | None = _opt(None, "Data path for workloads that read files (cifar10-cnn: the directory of CIFAR-10 "
                                   "binary batches).")
     partition: str = _opt(defaults.SIM_PARTITION, "How data is split: iid, dirichlet:ALPHA, shards:K, skew:DEF.")
-    rule: str = _opt(defaults.RULE, f"Aggregation rule: {', '.join(RULES)}.")
+    rule: str = _opt(defaults.RULE, f"Aggregation rule: {', '.join(RULES)}; or the preset `robust` (FedAvg over the "
+                     "updates aligned with the round's consensus, outliers dropped and clipped; docs/aggregation.md).")
     rule_params: str = _opt("{}", 'Rule parameters as JSON, e.g. \'{"beta": 0.1}\' for trimmed_mean.')
     verifiers: int | None = _opt(None, f"Verifiers per round; 0 trusts the leader (default: {defaults.VERIFIERS}, "
                                        "or one fewer than the organisations when they are fewer).", lo=0,
@@ -102,13 +103,13 @@ class SimOptions:
                 raise InputError(f"--{f.name.replace('_', '-')} must be {bounds}, got {value}")
         if self.workload not in WORKLOADS:
             raise InputError(f"--workload {self.workload!r} is not a built-in workload: {', '.join(WORKLOADS)}")
-        if self.rule not in RULES:
-            raise InputError(f"--rule {self.rule!r} is not a rule: {', '.join(RULES)}")
+        if self.rule not in RULES and self.rule not in PRESETS:
+            raise InputError(f"--rule {self.rule!r} is not a rule: {', '.join(RULES)} (presets: {', '.join(PRESETS)})")
         from fedledger.aggregation.registry import encode_params
 
-        params = self.rule_params_dict()
+        rule, params = self.resolved_rule()
         try:
-            encode_params(self.rule, params)
+            encode_params(rule, params)
         except ValueError as exc:
             raise InputError(f"--rule-params: {exc}") from exc
         if self.verifiers_per_round >= self.orgs:
@@ -142,11 +143,19 @@ class SimOptions:
         from ..ops.tasks import TaskPlan  # here, not at the top: the chain client costs every --help a second
 
         k = self.verifiers_per_round
-        return TaskPlan(rule=self.rule, rule_params=self.rule_params_dict(),
+        rule, params = self.resolved_rule()
+        return TaskPlan(rule=rule, rule_params=params,
                         min_participants=min(self.orgs, max(k + 1, (self.orgs + 1) // 2)), max_participants=self.orgs,
                         submission_window=self.submission_window, aggregation_window=self.aggregation_window,
                         verification_window=self.verification_window, verifiers=k, quorum=self.quorum,
                         rounds=self.rounds)
+
+    def resolved_rule(self) -> tuple[str, dict[str, Any]]:
+        """The rule id and parameters the task stores: a preset (`--rule robust`) expanded, with
+        --rule-params overriding its values."""
+        from fedledger.aggregation.registry import resolve_rule
+
+        return resolve_rule(self.rule, self.rule_params_dict())
 
     def rule_params_dict(self) -> dict[str, Any]:
         try:
