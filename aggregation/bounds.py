@@ -1,4 +1,5 @@
-"""Bounds on what one update can do, applied before any rule: its weight and the size of its change.
+"""Bounds on what one update can do, applied before any rule: its weight, its direction and the
+size of its change.
 
 Weights (sample counts) are claims a member makes about itself. ``cap_weights`` clips each claim
 at ``cap`` times the median claim of the round, so a member that lies about its data buys at most
@@ -9,6 +10,12 @@ over all tensors together (norm bounding, Sun et al. 2019, "Can You Really Backd
 Learning?"). The bound is an absolute ``max_norm``, or ``norm_cap`` times the median change of
 the round, or the smaller of both; an update beyond it is either scaled back onto the bound
 (``parent + (x - parent) * bound / norm``) or excluded.
+
+The direction check (``direction_scores``, ``misaligned``) excludes an update whose change does
+not point along the round's consensus: the coordinate median of the changes plus the parent's own
+step from its parent (history no attacker of this round shapes). The medians of the norm bounds
+are then taken over the updates left, so the excluded ones (IPM's tiny opposed updates) cannot
+shrink them; ``norm_drop`` excludes changes beyond a multiple of that median.
 
 Determinism: the norms are fixed-lane float64 sums with an exactly rounded final sum (as the Krum
 family's distances), the median is an exact comparison, and the scaling is one IEEE operation per

@@ -173,6 +173,16 @@ def max_rel_diff(ours: list[np.ndarray], theirs: list[np.ndarray]) -> float:
     return (num / den) ** 0.5 if den else 0.0
 
 
+def robust(updates, weights, hashes, parent, previous):
+    """The `robust` preset as a round runs it: the bounds (direction check against the median
+    change and the parent's step, norm drop, clip), then FedAvg of what is left."""
+    from fedledger.aggregation.registry import aggregate, bound, resolve_rule
+
+    rule, params = resolve_rule("robust")
+    b = bound(rule, params, updates, weights, hashes, parent=parent, previous=previous)
+    return aggregate(rule, params, b.updates, b.weights, b.hashes)
+
+
 def flower_functions():
     try:
         from flwr.server.strategy import aggregate as fl
@@ -203,6 +213,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             print(f"   memory-read limit {limit:.4f} s (float64 sum), raw read {raw:.4f} s (float32 max), "
                   f"{data.nbytes / 1e6:.0f} MB", flush=True)
             m = n - f
+            parent = {k: (updates[0][k] + updates[1][k]) * np.float32(0.5) for k in names}  # near every update
+            previous = {k: v - np.float32(0.001) for k, v in parent.items()}
             cases: list[tuple[str, Callable[[], Any], Callable[[], Any] | None]] = [
                 ("fedavg", lambda: agg.fedavg(updates, weights, hashes=hashes),
                  (lambda: fl.aggregate(results)) if fl else None),
@@ -217,6 +229,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                  (lambda: fl.aggregate_krum(results, f, m)) if fl else None),
                 ("bulyan", lambda: agg.bulyan(updates, f, hashes=hashes),
                  (lambda: fl.aggregate_bulyan(list(results), f, fl.aggregate_krum, to_keep=0)) if fl else None),
+                # No Flower equivalent: compared with fedavg's row of the same inputs.
+                ("cclip", lambda: agg.centered_clipping(updates, hashes=hashes), None),
+                ("robust", lambda: robust(updates, weights, hashes, parent, previous), None),
             ]
             for rule, ours, theirs in cases:
                 if args.rules and rule not in args.rules:
@@ -249,6 +264,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     "f": f if rule in ("krum", "multikrum", "bulyan") else None,
                     "beta": beta if rule == "trimmed_mean" else None,
                 }
+                fedavg_row = next((r for r in rows if r["rule"] == "fedavg" and r["n"] == n and r["params"] == total), None)
+                row["ratio_vs_fedavg"] = round(seconds / fedavg_row["seconds"], 3) if fedavg_row else None
                 rows.append(row)
                 fs = "-" if flower_seconds is None else f"{flower_seconds:.3f}s"
                 rs = "-" if flower_seconds is None else f"{row['ratio_vs_flower']:.3f}"
