@@ -333,7 +333,8 @@ def governance_gas_block(results: Path) -> str:
 
 
 RULE_NAMES = {"fedavg": "FedAvg", "median": "median", "trimmed_mean": "trimmed mean", "multikrum": "Multi-Krum",
-              "cclip": "centered clipping", "geomedian": "geometric median", "krum": "Krum", "bulyan": "Bulyan"}
+              "cclip": "centered clipping", "geomedian": "geometric median", "krum": "Krum", "bulyan": "Bulyan",
+              "robust": "**robust**"}
 
 
 def robustness_block(results: Path) -> str:
@@ -364,6 +365,37 @@ def robustness_block(results: Path) -> str:
     return "\n".join([*lines, "", source("robustness", [("", d)])])
 
 
+def robustness_summary_block(results: Path) -> str:
+    """The README's view of the robustness grid: per rule, its clean accuracy against FedAvg's and
+    the worst share of its own clean accuracy it keeps under any attack, per partition."""
+    d = load(results, "robustness")
+    if d is None:
+        return missing("robustness", ".venv/bin/python bench/robustness.py")
+    c, rows = d["config"], d["rows"]
+    schemes = list(dict.fromkeys(r["partition"] for r in rows))
+    attacks = [a for a in dict.fromkeys(r["attack"] for r in rows) if a != "none"]
+    lines = [f"{c['orgs']} organisations, {c['attackers']} of them attacking ({', '.join(attacks)}), {c['workload']}, "
+             f"{c['epochs']} local epoch{'s' if c['epochs'] != 1 else ''}, {c['rounds']} rounds, run {d['mode']}. "
+             "Clean: final accuracy without attackers, in brackets against FedAvg's; worst: the smallest share of "
+             "its own clean accuracy the rule keeps under any attack. Every cell: docs/aggregation.md.", "",
+             "| rule | " + " | ".join(f"clean, {s} | worst, {s}" for s in schemes) + " |",
+             "| --- | " + " | ".join("---: | ---:" for _ in schemes) + " |"]
+    for rule in dict.fromkeys(r["rule"] for r in rows):
+        cells = []
+        for scheme in schemes:
+            mine = [r for r in rows if r["rule"] == rule and r["partition"] == scheme]
+            clean = next((r for r in mine if r["attack"] == "none"), None)
+            attacked = [r for r in mine if r["attack"] != "none" and r["kept_of_own_clean"] is not None]
+            if clean is None or not attacked:
+                cells += ["–", "–"]
+                continue
+            worst = min(attacked, key=lambda r: r["kept_of_own_clean"])
+            cells += [f"{clean['accuracy']:.3f} ({percent_of(clean['kept_of_fedavg_clean'])})",
+                      f"{percent_of(worst['kept_of_own_clean'])} ({worst['attack']})"]
+        lines.append(f"| {RULE_NAMES.get(rule, rule)} | " + " | ".join(cells) + " |")
+    return "\n".join([*lines, "", source("robustness", [("", d)])])
+
+
 #: The docs' generated blocks, by name.
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "storage-detail": storage_detail_block,
@@ -375,4 +407,5 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "audit-time": audit_time_block,
     "governance-gas": governance_gas_block,
     "robustness": robustness_block,
+    "robustness-summary": robustness_summary_block,
 }

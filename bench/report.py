@@ -302,7 +302,8 @@ README_SECTIONS = ("Round overhead against Flower", "Scale:")
 #: Every file with generated blocks, and the blocks it must carry (a block whose markers were
 #: deleted would otherwise stop being checked).
 FILES: dict[str, tuple[str, ...]] = {
-    "README.md": ("demo", "audit-summary", "storage", "aggregation", "faults", "learning", "summary", "gas"),
+    "README.md": ("demo", "audit-summary", "storage", "aggregation", "faults", "robustness-summary", "learning",
+                  "summary", "gas"),
     "docs/storage.md": ("storage-detail",),
     "docs/aggregation.md": ("aggregation-table", "aggregation-targets", "robustness"),
     "docs/bench.md": ("round-overhead", "scale"),
