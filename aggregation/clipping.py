@@ -16,7 +16,7 @@ updates are never clipped in the first step.
 
 Deterministic: canonical order, float64, fixed-lane sums (the same primitives as geomedian). A
 verifier allows the registry's tolerance, as for every iterative rule. Memory: one float64 copy of
-the model plus one chunk of every update.
+the model plus one layer of every update.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ def centered_clipping(
     iters = check_int("cclip", "iters", iters, 1, 100)
     inputs = Inputs(updates, "cclip", weights=weights, hashes=hashes)
     start = coordinate_median(updates, hashes=hashes)
-    centre = {name: np.asarray(start[name], dtype=np.float64).ravel() for name in inputs.names}
+    centre = {}
+    for name in inputs.names:  # one layer at a time: the float32 start and the float64 centre never both whole
+        centre[name] = np.asarray(start.pop(name), dtype=np.float64).ravel()
     radius = tau
     with np.errstate(over="ignore", invalid="ignore"):
         for step in range(iters):
@@ -54,7 +56,7 @@ def centered_clipping(
             if step == 0 and tau == 0.0:
                 radius = median(dist)
             coef = [1.0 if d <= radius else radius / d for d in dist]
-            centre = _move(inputs, centre, coef)
+            _move(inputs, centre, coef)
     return to_model(inputs, centre, "cclip")
 
 
@@ -80,18 +82,18 @@ def _distances2(inputs: Inputs, centre: dict[str, np.ndarray]) -> list[float]:
     return [lane_sum(lanes[i]) for i in range(n)]
 
 
-def _move(inputs: Inputs, centre: dict[str, np.ndarray], coef: Sequence[float]) -> dict[str, np.ndarray]:
-    """centre + (1/n) * sum_i coef_i (x_i - centre), the sum in canonical order, float64."""
+def _move(inputs: Inputs, centre: dict[str, np.ndarray], coef: Sequence[float]) -> None:
+    """centre <- centre + (1/n) * sum_i coef_i (x_i - centre), the sum in canonical order, float64,
+    in place: each chunk of the centre is read for its own new value only, so memory stays one
+    float64 copy of the model."""
     n = inputs.n
     c = [np.float64(x) for x in coef]
     size = inputs.chunk_for(block_chunk(n))
     xb = np.empty((n, size))
     acc = np.empty(size)
     tmp = np.empty(size)
-    out: dict[str, np.ndarray] = {}
     for name, _shape, _dtype, flats in inputs.layers():
         v = centre[name]
-        new = np.empty_like(v)
         for s, e in chunks(flats[0].shape[0], size):
             _load_padded(flats, xb, s, e)
             m = e - s
@@ -102,7 +104,5 @@ def _move(inputs: Inputs, centre: dict[str, np.ndarray], coef: Sequence[float]) 
                 tmp[:m] *= c[i]
                 acc[:m] += tmp[:m]
             acc[:m] /= np.float64(n)
-            np.add(v[s:e], acc[:m], out=new[s:e])
-        out[name] = new
+            np.add(v[s:e], acc[:m], out=v[s:e])
         del flats
-    return out

@@ -227,11 +227,12 @@ def _weiszfeld_pass(
 
 def to_model(inputs: Inputs, flat: dict[str, np.ndarray], rule: str) -> Model:
     """A float64 estimate (flat, per tensor) cast back to each tensor's dtype and shape; a value the
-    dtype cannot hold is an error, not an infinity in the global model."""
+    dtype cannot hold is an error, not an infinity in the global model. Consumes `flat` layer by
+    layer, so the float64 estimate and the result are never both whole in memory."""
     result: Model = {}
     for name in inputs.names:
         shape, dtype = inputs._meta[name]
-        out = flat[name].astype(dtype)
+        out = flat.pop(name).astype(dtype)
         if not np.isfinite(out).all():
             raise AggregationError(f"{rule}: the result for {name!r} overflows {dtype}")
         result[name] = out.reshape(shape)

@@ -224,16 +224,21 @@ def _check_global_meta(t: TaskAudit, r: RoundAudit, meta: dict[str, str], subjec
             f"kind global, round {r.round}, parent {r.parent_sha256[:12]}, rule {t.rule_id}")
 
 
-def parent_path(t: TaskAudit, r: RoundAudit, fetcher: Fetcher) -> Path | None:
-    """The fetched, hash-checked file of the round's parent (genesis or the previous global model)."""
-    if r.parent_sha256 == t.genesis_sha256:
+def model_path(t: TaskAudit, sha256: str, fetcher: Fetcher) -> Path | None:
+    """The fetched, hash-checked file of genesis or of the finalized global model with this sha256."""
+    if sha256 == t.genesis_sha256:
         blob = fetcher.get(t.genesis_cid, t.genesis_sha256)
     else:
-        prev = next((x for x in t.rounds if x.finalized and x.global_sha256 == r.parent_sha256), None)
+        prev = next((x for x in t.rounds if x.finalized and x.global_sha256 == sha256), None)
         if prev is None:
             return None
         blob = fetcher.get(prev.global_cid, prev.global_sha256)
     return blob.path if blob.error is None else None
+
+
+def parent_path(t: TaskAudit, r: RoundAudit, fetcher: Fetcher) -> Path | None:
+    """The fetched, hash-checked file of the round's parent (genesis or the previous global model)."""
+    return model_path(t, r.parent_sha256, fetcher)
 
 
 def previous_path(t: TaskAudit, r: RoundAudit, fetcher: Fetcher) -> tuple[Path, str] | None:
@@ -245,16 +250,8 @@ def previous_path(t: TaskAudit, r: RoundAudit, fetcher: Fetcher) -> tuple[Path, 
     except AggregationError:
         return None
     prev = next((x for x in t.rounds if x.finalized and x.global_sha256 == r.parent_sha256), None)
-    if prev is None:
-        return None
-    if prev.parent_sha256 == t.genesis_sha256:
-        blob = fetcher.get(t.genesis_cid, t.genesis_sha256)
-    else:
-        before = next((x for x in t.rounds if x.finalized and x.global_sha256 == prev.parent_sha256), None)
-        if before is None:
-            return None
-        blob = fetcher.get(before.global_cid, before.global_sha256)
-    return (blob.path, prev.parent_sha256) if blob.error is None else None
+    path = None if prev is None else model_path(t, prev.parent_sha256, fetcher)
+    return None if path is None else (path, prev.parent_sha256)
 
 
 def _aggregate_of(t: TaskAudit, r: RoundAudit, updates: list[UpdateRecord], fetch, scratch: Path, tag: str,
