@@ -11,6 +11,7 @@ sample-count claim at a multiple of the round's median claim (for the rules that
 whether an update beyond the bound is scaled back onto it or excluded, ``norm_drop`` excludes
 changes far beyond the round's median, and ``direction`` excludes changes that point away from
 the round's consensus (the median change and the parent's own step). ``bound`` applies them;
+``bucket`` makes the rule run over seeded bucket means (bucketing.py), in ``aggregate``;
 ``aggregate`` is what the leader and the verifiers call: it orders the updates by hash and
 applies the rule. ``aggregates_match`` is how a verifier compares its recomputation with the
 leader's aggregate: bit for bit for the exact rules, within ``tolerance`` for the others.
@@ -28,6 +29,7 @@ import numpy as np
 
 from ._core import AggregationError, Model, UpdateSource
 from .bounds import bound_updates, cap_weights
+from .bucketing import bucketed
 from .clipping import centered_clipping
 from .mean import fedavg
 from .robust import (
@@ -152,6 +154,8 @@ BOUNDS = (
           "are then taken over the updates left"),
     Param("direction_ratio", "float", 0.25, 0.0, 1.0, doc="with direction: an update is aligned when its cosine "
           "with the consensus is positive and above this multiple of the round's median cosine"),
+    Param("bucket", "int", 1, 1, _MAX_COUNT, doc="bucketing: the rule aggregates the unweighted means of buckets of "
+          "this many updates, shuffled by the round's on-chain seed (1: no bucketing)"),
 )
 
 RULES: dict[str, Rule] = {
@@ -391,16 +395,24 @@ def aggregate(
     updates: Sequence[UpdateSource],
     weights: Sequence[int | float],
     hashes: Sequence[bytes | str],
+    seed: bytes | None = None,
 ) -> Model:
     """Apply a task's rule: updates ordered by their sha256 (bytes or hex), weights = sample counts.
 
     params may be a dict or the encoded bytes from chain. Deterministic: the same updates give
-    the same aggregate whatever their order (see ``tolerance`` for what a verifier allows).
+    the same aggregate whatever their order (see ``tolerance`` for what a verifier allows). With
+    ``bucket`` > 1 the rule runs over bucket means (bucketing.py), shuffled by `seed`: the round's
+    32-byte on-chain seed of the epoch being aggregated; the means carry equal weights.
     """
     rule = get_rule(rule_id)
     if hashes is None:
         raise AggregationError(f"{rule.id}: give the sha256 of every update; they fix the order of aggregation")
-    return rule(updates, weights, hashes, _params(rule, params))
+    p = _params(rule, params)
+    if p["bucket"] > 1:
+        if seed is None:
+            raise AggregationError(f"{rule.id} with bucket {p['bucket']} needs the round's seed to shuffle the updates")
+        return bucketed(lambda means, hs: rule(means, [1.0] * len(means), hs, p), updates, p["bucket"], seed, hashes)
+    return rule(updates, weights, hashes, p)
 
 
 def tolerance(rule_id: str | bytes, params: Mapping[str, Any] | bytes | None = None) -> tuple[float, float] | None:

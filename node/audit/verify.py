@@ -119,6 +119,7 @@ def verify_round(t: TaskAudit, r: RoundAudit, fetcher: Fetcher, scratch: Path) -
 
     blobs = {u.sha256: fetcher.get(u.cid, u.sha256) for u in r.updates}
     models = (parent_path(t, r, fetcher), previous_path(t, r, fetcher))
+    seed = epoch_seed(r, final.epoch if final is not None else r.epoch)
 
     def fetch(upd: UpdateRecord) -> Path:
         blob = blobs[upd.sha256]
@@ -131,7 +132,7 @@ def verify_round(t: TaskAudit, r: RoundAudit, fetcher: Fetcher, scratch: Path) -
         result = build_aggregate(task=t.task, rnd=r.round, parent_sha=r.parent_sha256, rule_id=t.rule_id,
                                  rule_params=t.rule_params, spec=spec, updates=[u.record for u in inputs],
                                  fetch=fetch, out=scratch / "recomputed" / f"task{t.task}-round{r.round}.safetensors",
-                                 parent=models[0], previous=models[1], unavailable=unavailable)
+                                 parent=models[0], previous=models[1], unavailable=unavailable, seed=seed)
     except NoValidUpdate as exc:
         for u in inputs:
             why = dict((x.sha256, w) for x, w in exc.excluded).get(u.sha256)
@@ -254,13 +255,22 @@ def previous_path(t: TaskAudit, r: RoundAudit, fetcher: Fetcher) -> tuple[Path, 
     return None if path is None else (path, prev.parent_sha256)
 
 
+def epoch_seed(r: RoundAudit, epoch: int) -> str | None:
+    """The on-chain seed of one epoch of the round (what bucketing shuffles with), if it was drawn."""
+    return next((c["seed"] for c in r.closes if c["epoch"] == epoch and c["seed"]), None)
+
+
 def _aggregate_of(t: TaskAudit, r: RoundAudit, updates: list[UpdateRecord], fetch, scratch: Path, tag: str,
-                  models: tuple):
-    """The aggregate of some of the round's updates; `models` = (parent file, previous model)."""
+                  models: tuple, epoch: int | None = None):
+    """The aggregate of some of the round's updates; `models` = (parent file, previous model);
+    `epoch` the epoch whose seed shuffles buckets (default: the finalizing attempt's)."""
+    if epoch is None:
+        final = next((a for a in r.attempts if a.outcome == "finalized"), None)
+        epoch = final.epoch if final is not None else r.epoch
     return build_aggregate(task=t.task, rnd=r.round, parent_sha=r.parent_sha256, rule_id=t.rule_id,
                            rule_params=t.rule_params, spec=t.spec, updates=updates, fetch=fetch,
                            out=scratch / "recomputed" / f"task{t.task}-round{r.round}-{tag}.safetensors",
-                           parent=models[0], previous=models[1])
+                           parent=models[0], previous=models[1], seed=epoch_seed(r, epoch))
 
 
 def _leave_one_out(t: TaskAudit, r: RoundAudit, result, fetch, scratch: Path, models: tuple) -> UpdateAudit | None:
@@ -302,7 +312,8 @@ def _review_attempts(t: TaskAudit, r: RoundAudit, result, fetch, scratch: Path, 
                 expected = result.sha256
             else:
                 try:
-                    expected = _aggregate_of(t, r, updates, fetch, scratch, f"e{a.epoch}a{a.attempt}", models).sha256
+                    expected = _aggregate_of(t, r, updates, fetch, scratch, f"e{a.epoch}a{a.attempt}", models,
+                                             a.epoch).sha256
                 except Exception:
                     continue
             if expected == a.published_sha256:

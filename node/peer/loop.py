@@ -332,7 +332,7 @@ class Peer:
         record = self.round_record(rnd)
         try:
             result = self.compute_aggregate(rnd, parent_sha, parent_cid, fetch_deadline=fetch_deadline,
-                                            updates=record.updates)
+                                            updates=record.updates, seed=info.seed)
         except NoValidUpdate as exc:
             # Nothing to publish: the attempt times out and the round eventually reopens, keeping
             # every update; valid ones may still arrive.
@@ -382,7 +382,7 @@ class Peer:
         fetch_deadline = time.time() + max(0.0, info.deadline - time.time()) / 2
         try:
             mine = self.compute_aggregate(rnd, parent_sha, parent_cid, unavailable=unavailable,
-                                          fetch_deadline=fetch_deadline, updates=record.updates)
+                                          fetch_deadline=fetch_deadline, updates=record.updates, seed=info.seed)
         except NoValidUpdate as exc:
             log.warning("%s round %d: verifier finds no valid update (%s)", self.name, rnd, exc)
             self.chain.attest(self.task, rnd, info.attempt, False, "00" * 32)  # nothing recomputed
@@ -471,7 +471,7 @@ class Peer:
 
     def compute_aggregate(self, rnd: int, parent_sha: str, parent_cid: str, *, unavailable: frozenset | set = frozenset(),
                           fetch_deadline: float | None = None,
-                          updates: list[UpdateRecord] | None = None) -> AggregateResult:
+                          updates: list[UpdateRecord] | None = None, seed: str | None = None) -> AggregateResult:
         """Fetch, check and aggregate every update of the round exactly as every other leader, verifier
         and auditor does (recompute.build_aggregate): the content decides, via ModelRejected codes.
 
@@ -494,7 +494,7 @@ class Peer:
         result = build_aggregate(task=self.task, rnd=rnd, parent_sha=parent_sha, rule_id=self.config.rule_id,
                                  rule_params=self.config.rule_params, spec=self.spec, updates=updates,
                                  fetch=fetch, out=self.work_dir / "aggregates" / f"round{rnd}.safetensors",
-                                 parent=parent.result(), unavailable=unavailable, previous=previous)
+                                 parent=parent.result(), unavailable=unavailable, previous=previous, seed=seed)
         for upd, why in result.excluded:
             log.warning("%s round %d: excluding update of %s (%s)", self.name, rnd, upd.member, why)
         return result

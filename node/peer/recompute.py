@@ -70,7 +70,7 @@ class _Part:
 
 
 def aggregate_with_fedcurv(rule_id: str, rule_params: bytes, sources: Sequence, readers: Sequence,
-                           hashes: Sequence[str], weights: Sequence[float]) -> dict:
+                           hashes: Sequence[str], weights: Sequence[float], seed: bytes | None = None) -> dict:
     """The task's rule over the model tensors of `sources` (the bounded updates); for FedCurv tasks,
     whose updates also carry `fedcurv.*` Fisher terms, those terms are summed over the members
     (Shoham et al. 2019) from the `readers` as submitted, in the same canonical hash order, so
@@ -78,11 +78,17 @@ def aggregate_with_fedcurv(rule_id: str, rule_params: bytes, sources: Sequence, 
     names = list(readers[0].keys())
     model_names = [n for n in names if not n.startswith(FEDCURV_PREFIX)]
     curv_names = [n for n in names if n.startswith(FEDCURV_PREFIX)]
-    tensors = aggregate(rule_id, rule_params, [_Part(r, model_names) for r in sources], weights, hashes)
+    tensors = aggregate(rule_id, rule_params, [_Part(r, model_names) for r in sources], weights, hashes, seed=seed)
     if curv_names:
         order = sorted(range(len(readers)), key=lambda i: hashes[i])
         tensors.update(sum_fedcurv_terms([{n: readers[i].get_tensor(n) for n in curv_names} for i in order]))
     return tensors
+
+
+def _seed_bytes(seed: str | bytes | None) -> bytes | None:
+    if seed is None or isinstance(seed, (bytes, bytearray)):
+        return None if seed is None else bytes(seed)
+    return bytes.fromhex(seed[2:] if seed[:2].lower() == "0x" else seed)
 
 
 def build_aggregate(
@@ -99,6 +105,7 @@ def build_aggregate(
     parent: Path | None = None,
     unavailable: Collection[str] = (),
     previous: tuple[Path, str] | None = None,
+    seed: str | bytes | None = None,
 ) -> AggregateResult:
     """Validate, exclude, bound and aggregate `updates`, write the global model to `out`.
 
@@ -111,7 +118,9 @@ def build_aggregate(
     change from the `parent` model file (its sha256 is `parent_sha`): an update beyond the bound is
     clipped onto it or excluded (`norm_exceeded`); with the direction check, an update that points
     away from the round's consensus is excluded (`opposed`), measured against the parent's own step
-    from `previous` (the parent's parent model file and its sha256; None in round 1). Raises `NoValidUpdate` when nothing is left to
+    from `previous` (the parent's parent model file and its sha256; None in round 1). `seed` is the
+    on-chain seed of the epoch being aggregated (hex or 32 bytes), which shuffles the buckets of a
+    task with `bucket` > 1. Raises `NoValidUpdate` when nothing is left to
     aggregate, or when the rule cannot aggregate what is left (too few updates for its `f`).
     """
     t0 = time.perf_counter()
@@ -155,7 +164,7 @@ def build_aggregate(
             raise NoValidUpdate(rnd, excluded)
         try:
             tensors = aggregate_with_fedcurv(rule_id, rule_params, b.updates, [readers[i] for i in keep],
-                                             b.hashes, b.weights)
+                                             b.hashes, b.weights, seed=_seed_bytes(seed))
         except AggregationError as exc:  # e.g. fewer valid updates than krum's f needs: wait for more
             raise NoValidUpdate(rnd, excluded, f"{rule_id} cannot aggregate {len(included)} updates: {exc}") from exc
     finally:
