@@ -227,6 +227,7 @@ def bound_updates(
     norm_drop: float = 0.0,
     previous: UpdateSource | None = None,
     direction_ratio: float = 0.25,
+    hard_max: float = 0.0,
 ) -> BoundResult:
     """Apply the bounds, in this order:
 
@@ -238,18 +239,26 @@ def bound_updates(
        update beyond it is scaled back onto it, without it excluded (so are updates whose change
        overflows float64).
 
+    0. `hard_max` > 0: an update whose change is longer is excluded (`norm_exceeded`) before
+       anything else (a differentially private task's bound, `noised_norm_bound`).
+
     Updates within every bound come back as given."""
-    if max_norm <= 0 and norm_cap <= 0 and norm_drop <= 0 and not direction:
+    if max_norm <= 0 and norm_cap <= 0 and norm_drop <= 0 and not direction and hard_max <= 0:
         return BoundResult(list(updates), [], [], [])
     if parent is None:
         raise AggregationError("a norm bound or a direction check needs the parent model")
     opposed: list[int] = []
-    if direction:
-        norms, scores = direction_scores(updates, parent, previous, names)
-        opposed = misaligned(norms, scores, direction_ratio)
-    else:
-        norms = [change_norm(u, parent, names) for u in updates]
-    gone = set(opposed)
+    hard: set[int] = set()
+    norms = [change_norm(u, parent, names) for u in updates] if hard_max > 0 or not direction else []
+    if hard_max > 0:
+        hard = {i for i, x in enumerate(norms) if not x <= hard_max}
+    if direction:  # over the updates the DP bound left: what it excluded shapes no median
+        rest = [i for i in range(len(updates)) if i not in hard]
+        rest_norms, scores = direction_scores([updates[i] for i in rest], parent, previous, names)
+        if not norms:
+            norms = rest_norms  # no DP bound: every update is in `rest`, in order
+        opposed = [rest[j] for j in misaligned(rest_norms, scores, direction_ratio)]
+    gone = set(opposed) | hard
     reference = [x for i, x in enumerate(norms) if i not in gone and math.isfinite(x)]
     drop = norm_drop * median(reference) if norm_drop > 0 and reference else None
     bound = norm_bound(reference, max_norm, norm_cap)
@@ -257,7 +266,10 @@ def bound_updates(
     excluded: list[int] = []
     clipped: list[int] = []
     for i, (u, x) in enumerate(zip(updates, norms)):
-        if i in gone:
+        if i in hard:
+            out.append(u)
+            excluded.append(i)
+        elif i in gone:
             out.append(u)
         elif drop is not None and not x <= drop:
             out.append(u)
@@ -271,3 +283,11 @@ def bound_updates(
             out.append(u)
             excluded.append(i)
     return BoundResult(out, excluded, clipped, norms, opposed)
+
+
+def noised_norm_bound(clip: float, noise: float, dims: int, tail: float = 40.0) -> float:
+    """An upper bound on ||clipped change + N(0, (noise x clip)^2 I_d)|| that an honest member's
+    differentially private update exceeds with probability below e^-tail (Laurent and Massart
+    2000: P(chi2_d >= d + 2 sqrt(d t) + 2 t) <= e^-t)."""
+    sigma = noise * clip
+    return clip + sigma * math.sqrt(dims + 2.0 * math.sqrt(dims * tail) + 2.0 * tail)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._core import AggregationError, Model, UpdateSource
-from .bounds import bound_updates, cap_weights
+from .bounds import bound_updates, cap_weights, noised_norm_bound
 from .bucketing import bucketed
 from .clipping import centered_clipping
 from .mean import fedavg
@@ -156,6 +156,21 @@ BOUNDS = (
           "with the consensus is positive and above this multiple of the round's median cosine"),
     Param("bucket", "int", 1, 1, _MAX_COUNT, doc="bucketing: the rule aggregates the unweighted means of buckets of "
           "this many updates, shuffled by the round's on-chain seed (1: no bucketing)"),
+    # Differential privacy (node/training/privacy.py): what every member promises to release.
+    Param("dp_clip", "float", 0.0, 0.0, 1e6, doc="DP clipping bound: of each example's gradient (example level) or "
+          "of the whole update's change (dp_client); 0: no differential privacy"),
+    Param("dp_noise", "float", 0.0, 0.0, 1e6, doc="DP noise multiplier: Gaussian noise of standard deviation "
+          "dp_noise x dp_clip"),
+    Param("dp_delta", "float", 1e-5, 0.0, 1.0, lo_open=True, hi_open=True, doc="the delta of the (epsilon, delta) "
+          "every member reports"),
+    Param("dp_epsilon", "float", 0.0, 0.0, 1e6, doc="privacy budget: a member does not train once one more round "
+          "would spend more (0: no budget)"),
+    Param("dp_sample_rate", "float", 0.2, 0.0, 1.0, lo_open=True, doc="example-level DP-SGD: each step takes each "
+          "example with this probability"),
+    Param("dp_steps", "int", 0, 0, 10**7, doc="example-level DP-SGD steps a round (0: round(1 / dp_sample_rate))"),
+    Param("dp_client", "bool", False, doc="client-level DP (the update clipped and noised as a whole) instead of "
+          "example-level DP-SGD; leader and verifiers then exclude an update whose change is too long for the "
+          "promised clip and noise"),
 )
 
 RULES: dict[str, Rule] = {
@@ -377,9 +392,14 @@ def bound(
     (default: all of the parent's)."""
     rule = get_rule(rule_id)
     p = _params(rule, params)
+    hard_max = 0.0
+    if p["dp_client"] and p["dp_clip"] > 0 and parent is not None:  # what a clipped, noised change can be
+        dims = sum(int(np.size(parent.get_tensor(k) if hasattr(parent, "get_tensor") else parent[k]))
+                   for k in (names if names is not None else parent.keys()))
+        hard_max = noised_norm_bound(p["dp_clip"], p["dp_noise"], dims)
     r = bound_updates(updates, parent, max_norm=p["max_norm"], norm_cap=p["norm_cap"], clip=p["norm_clip"],
                       names=names, direction=p["direction"], norm_drop=p["norm_drop"], previous=previous,
-                      direction_ratio=p["direction_ratio"])
+                      direction_ratio=p["direction_ratio"], hard_max=hard_max)
     out = set(r.excluded) | set(r.opposed)
     keep = [i for i in range(len(r.updates)) if i not in out]
     ws = [float(weights[i]) for i in keep]

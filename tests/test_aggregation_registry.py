@@ -56,9 +56,10 @@ def test_unknown_rule_id_lists_the_known_ones():
         get_rule("fedprox")
 
 
-BOUNDS = {"bucket": 1, "direction": False, "direction_ratio": 0.25, "max_norm": 0.0, "norm_cap": 10.0, "norm_clip": True,
+BOUNDS = {"bucket": 1, "direction": False, "direction_ratio": 0.25, "dp_client": False, "dp_clip": 0.0,
+          "dp_delta": 1e-5, "dp_epsilon": 0.0, "dp_noise": 0.0, "dp_sample_rate": 0.2, "dp_steps": 0, "max_norm": 0.0, "norm_cap": 10.0, "norm_clip": True,
           "norm_drop": 0.0, "weight_cap": 3.0}
-BOUNDS_DEFAULT = ('"bucket":1,"direction":false,"direction_ratio":0.25,"max_norm":0.0,"norm_cap":10.0,"norm_clip":true,'
+BOUNDS_DEFAULT = ('"bucket":1,"direction":false,"direction_ratio":0.25,"dp_client":false,"dp_clip":0.0,"dp_delta":1e-05,"dp_epsilon":0.0,"dp_noise":0.0,"dp_sample_rate":0.2,"dp_steps":0,"max_norm":0.0,"norm_cap":10.0,"norm_clip":true,'
                   '"norm_drop":0.0,"weight_cap":3.0')
 
 
@@ -66,13 +67,13 @@ def test_encoded_params_are_compact_sorted_ascii_json_with_defaults():
     assert encode_params("fedavg", {}) == ("{" + BOUNDS_DEFAULT + "}").encode()
     assert encode_params("trimmed_mean") == ('{"beta":0.2,' + BOUNDS_DEFAULT + "}").encode()
     assert encode_params("geomedian", {"tol": 1e-5}) == (
-        b'{"bucket":1,"direction":false,"direction_ratio":0.25,"eps":1e-06,"max_iter":100,"max_norm":0.0,"norm_cap":10.0,'
+        b'{"bucket":1,"direction":false,"direction_ratio":0.25,"dp_client":false,"dp_clip":0.0,"dp_delta":1e-05,"dp_epsilon":0.0,"dp_noise":0.0,"dp_sample_rate":0.2,"dp_steps":0,"eps":1e-06,"max_iter":100,"max_norm":0.0,"norm_cap":10.0,'
         b'"norm_clip":true,"norm_drop":0.0,"tol":1e-05,"weight_cap":3.0}')
     assert encode_params("multikrum", {"f": 2}) == (
-        b'{"bucket":1,"direction":false,"direction_ratio":0.25,"f":2,"m":null,"max_norm":0.0,"norm_cap":10.0,"norm_clip":true,'
+        b'{"bucket":1,"direction":false,"direction_ratio":0.25,"dp_client":false,"dp_clip":0.0,"dp_delta":1e-05,"dp_epsilon":0.0,"dp_noise":0.0,"dp_sample_rate":0.2,"dp_steps":0,"f":2,"m":null,"max_norm":0.0,"norm_cap":10.0,"norm_clip":true,'
         b'"norm_drop":0.0,"weight_cap":3.0,"weighted":false}')
     assert encode_params(rule_id_bytes32("krum"), {"f": 0, "norm_cap": 0}) == (
-        '{"bucket":1,"direction":false,"direction_ratio":0.25,"f":0,"max_norm":0.0,"norm_cap":0.0,"norm_clip":true,'
+        '{"bucket":1,"direction":false,"direction_ratio":0.25,"dp_client":false,"dp_clip":0.0,"dp_delta":1e-05,"dp_epsilon":0.0,"dp_noise":0.0,"dp_sample_rate":0.2,"dp_steps":0,"f":0,"max_norm":0.0,"norm_cap":0.0,"norm_clip":true,'
         '"norm_drop":0.0,"weight_cap":3.0}').encode()
 
 
@@ -120,9 +121,12 @@ def test_decode_accepts_empty_bytes_and_any_whitespace_or_key_order():
         ("multikrum", b'{"m":0}', r"multikrum parameter 'm' must be an integer in \[1, 65536\]; got 0"),
         ("multikrum", b'{"weighted":1}', r"'weighted' must be true or false; got 1"),
         ("bulyan", b'{"f":1,"f":2}', r"name 'f' twice"),
-        ("bulyan", b'{"g":1}', r"bulyan has no parameter 'g'; its parameters are: bucket, direction, direction_ratio, f"),
+        ("bulyan", b'{"g":1}', r"bulyan has no parameter 'g'; its parameters are: bucket, direction, direction_ratio, dp_client, dp_clip, "
+         r"dp_delta, dp_epsilon, dp_noise, dp_sample_rate, dp_steps, f"),
         ("fedavg", b'{"beta":0.1}', r"fedavg has no parameter 'beta'; its parameters are: bucket, direction, "
-         r"direction_ratio, max_norm, norm_cap, norm_clip, norm_drop, weight_cap"),
+         r"direction_ratio, dp_client, dp_clip, dp_delta, dp_epsilon, dp_noise, dp_sample_rate, dp_steps, max_norm, "
+         r"norm_cap, norm_clip, "
+         r"norm_drop, weight_cap"),
         ("median", b"[1]", r"must be a JSON object"),
         ("median", b"{", r"not valid JSON"),
         ("median", "{\"é\":1}".encode(), r"not ASCII JSON"),

@@ -66,7 +66,7 @@ def test_input_order_never_changes_a_bit(perm, seed):
 
 
 def test_parameters_are_checked_and_registered_with_a_verification_tolerance():
-    assert encode_params("cclip", {}) == (b'{"bucket":1,"direction":false,"direction_ratio":0.25,"iters":3,"max_norm":0.0,'
+    assert encode_params("cclip", {}) == (b'{"bucket":1,"direction":false,"direction_ratio":0.25,"dp_client":false,"dp_clip":0.0,"dp_delta":1e-05,"dp_epsilon":0.0,"dp_noise":0.0,"dp_sample_rate":0.2,"dp_steps":0,"iters":3,"max_norm":0.0,'
                                           b'"norm_cap":10.0,"norm_clip":true,"norm_drop":0.0,"tau":0.0,'
                                           b'"weight_cap":3.0}')
     with pytest.raises(ValueError, match="iters"):

@@ -212,7 +212,7 @@ def task_show(
     read from the chain's event log. A task id the chain does not have is wrong input (exit 1)."""
     with reporting(as_json):
         from ..ops.access import chain_access, members_of
-        from ..ops.tasks import task_config_dict, task_lineage, task_summary
+        from ..ops.tasks import privacy_summary, task_config_dict, task_lineage, task_summary
 
         acc = chain_access(deployment=deployment, rpc=rpc, poa=poa, config=config)
         client = acc.client
@@ -222,12 +222,21 @@ def task_show(
         cfg = client.task_config(task)
         config_out = task_config_dict(cfg)
         created, rounds = task_lineage(client, task, acc.deployment.block, members)
-        data = {"ok": True, **summary, "config": config_out, "created": created, "lineage": rounds}
+        privacy = privacy_summary(client, task, cfg, acc.deployment.block, members)
+        data = {"ok": True, **summary, "config": config_out, "created": created, "lineage": rounds,
+                "privacy": privacy}
         lines = [f"task {task}: rule {cfg.rule_id} {json.dumps(config_out['rule_params'])}, {cfg.max_rounds} rounds, "
                  f"{cfg.min_participants}-{cfg.max_participants} participants, {cfg.verifiers_per_round} verifiers "
                  f"(quorum {cfg.quorum}), windows {cfg.submission_window}/{cfg.aggregation_window}/"
                  f"{cfg.verification_window} s",
                  f"genesis {cfg.genesis_sha256}  {cfg.genesis_cid}  spec {cfg.model_spec_cid}"]
+        if privacy:
+            spent = ", ".join(f"{m} {v['epsilon']:.3f} ({v['updates']} updates)" for m, v in privacy["members"].items())
+            lines.append(f"privacy: {privacy['level']}-level DP, clip {privacy['clip']:g}, noise multiplier "
+                         f"{privacy['noise_multiplier']:g}, delta {privacy['delta']:g}, budget "
+                         + (f"epsilon {privacy['budget']:g} ({privacy['rounds_within_budget']} rounds)"
+                            if privacy["budget"] else "none")
+                         + f"; epsilon spent: {spent or 'nothing yet'}")
         if summary["completed"]:
             lines.append(f"completed after {summary['round']} rounds")
         else:

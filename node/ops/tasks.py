@@ -25,6 +25,7 @@ from ..protocol.types import FailReason, TaskConfig
 from ..storage.ipfs import IpfsClient
 from ..storage.modelfile import DTYPES, ModelSpec, write_model_file
 from ..training.api import tensor_differences
+from ..training.privacy import Privacy
 from ..training.workloads import resolve_workload
 from .access import name_of
 
@@ -115,6 +116,9 @@ class TaskPlan:
                           verification_window=self.verification_window, verifiers=self.verifiers,
                           quorum=self.effective_quorum, rounds=self.rounds, max_samples=self.max_samples,
                           reveal_window=self.reveal_window)
+        # A differential-privacy promise must protect something, and its budget cover every round.
+        Privacy.from_params(decode_params(self.rule, encode_params(self.rule, dict(self.rule_params or {})))).check(
+            rounds=self.rounds)
 
 
 @dataclass
@@ -280,6 +284,24 @@ def resolve_rule_option(rule: str, params: dict[str, Any]) -> tuple[str, dict[st
     except ValueError as exc:
         raise InputError(f"--rule {rule} --rule-params: {exc}") from exc
     return rule_id, values
+
+
+def privacy_summary(client: ChainClient, task: int, cfg: TaskConfig, from_block: int,
+                    members: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The task's DP promise and what each member has spent: epsilon after every update it released
+    (its UpdateSubmitted events), the same accountant the nodes run. None for a task without DP."""
+    p = Privacy.from_params(decode_params(cfg.rule_id, cfg.rule_params))
+    if not p.active:
+        return None
+    released: dict[str, int] = {}
+    for ev in client.events(from_block=from_block, names=["UpdateSubmitted"], task=task):
+        released[ev["member"]] = released.get(ev["member"], 0) + 1
+    return {"level": "client" if p.client else "example", "clip": p.clip, "noise_multiplier": p.noise,
+            "delta": p.delta, "budget": p.epsilon or None, "sample_rate": p.sample_rate(),
+            "steps_per_round": p.steps_per_round(),
+            "rounds_within_budget": p.rounds_within(p.epsilon) if p.epsilon else None,
+            "members": {name_of(members or {}, m): {"updates": k, "epsilon": round(p.spent(k), 4)}
+                        for m, k in released.items()}}
 
 
 def default_participants(members: int, min_participants: int | None, max_participants: int | None,

@@ -15,27 +15,29 @@ import json
 import logging
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from fedledger.aggregation.fedcurv import FEDCURV_PREFIX
 from fedledger.aggregation.registry import aggregates_match, decode_params, tolerance
 
 from .. import defaults
 from ..chain.client import ChainClient
 from ..chain.heads import HeadWatcher
 from ..errors import ChainError, ContractRevert, StorageError
-from ..protocol.inclusion import bitmaps_for, inclusion_hash, indices
+from ..protocol.inclusion import bitmaps_for
 from ..protocol.types import MemberView, Phase, RoundInfo
 from ..storage.ipfs import IpfsClient, IpfsTimeout, raw_cid
 from ..storage.modelfile import ModelSpec, read_model
 from ..training.config import TrainingConfig
+from ..training.privacy import BudgetSpent, Privacy
 from .behaviour import Behaviour
 from .config import Ipfs, Organisation
 from .decide import Step, decide
 from .downloads import Downloads, link
+from .history import RoundRecord, previous_model, published_inclusion, released_updates, round_record
 from .recompute import AggregateResult, NoValidUpdate, UpdateRecord, build_aggregate
 
 log = logging.getLogger("fedledger.node")
@@ -48,15 +50,6 @@ FINAL_REFUSALS = {"WrongPhase", "WrongRound", "WrongAttempt", "TooLate", "Alread
 #: Log lines that say where the task stands: `node run --log FILE` still shows them on the terminal.
 PROGRESS = {"progress": True}
 SUBMIT_NOT_TAKEN = {"DuplicateUpdate", "WrongPhase", "WrongRound", "StaleParent", "RoundFull"}
-
-
-@dataclass(frozen=True)
-class RoundRecord:
-    """What the chain holds of a round: read once per leader or verifier step."""
-
-    participants: list[str]  # in submission order
-    updates: list[UpdateRecord]  # the participants' latest updates, in the same order
-    inclusions: list  # the UpdatesIncluded events of every attempt
 
 
 class Peer:
@@ -100,6 +93,8 @@ class Peer:
         self.me = chain.sender
         chain.require_task(task)
         self.config = chain.task_config(task)
+        self.privacy = Privacy.from_params(decode_params(self.config.rule_id, self.config.rule_params))
+        self._budget_spent = False
         self.fetch_timeout = fetch_timeout if fetch_timeout is not None else defaults.FETCH_TIMEOUT
         self.spec = ModelSpec.from_json(self.ipfs.cat(self.config.model_spec_cid, timeout=self.fetch_timeout))
         self.metrics_path = self.work_dir / "metrics.jsonl"
@@ -227,7 +222,17 @@ class Peer:
         a refusal (any revert but a transient out-of-gas) is final for this epoch."""
         prepared = self._prepared.get((rnd, parent_sha))
         if prepared is None:
-            prepared = self._prepared[(rnd, parent_sha)] = self._train_update(rnd, parent_sha, parent_cid)
+            try:
+                prepared = self._train_update(rnd, parent_sha, parent_cid)
+            except BudgetSpent as exc:
+                if not self._budget_spent:
+                    log.warning("%s round %d: %s; this member trains no more in this task", self.name, rnd, exc,
+                                extra=PROGRESS)
+                    self._record(round=rnd, event="budget_spent", reason=str(exc))
+                self._budget_spent = True
+                self._done_steps.add(key)
+                return
+            self._prepared[(rnd, parent_sha)] = prepared
             for old in [k for k in self._prepared if k[0] < rnd]:
                 del self._prepared[old]
         cid, sha, result, seconds = prepared["cid"], prepared["sha"], prepared["result"], prepared["seconds"]
@@ -254,9 +259,12 @@ class Peer:
         evaluation = self.trainer.evaluate(result.weights)  # the honest local model, whatever was sent
         log.info("%s round %d: submitted update %s (sha %s, %d samples, local accuracy %.3f, train %.2fs)",
                  self.name, rnd, cid, sha[:12], result.num_samples, evaluation.accuracy, seconds["train"])
+        privacy = prepared.get("privacy")
+        if privacy:
+            log.info("%s round %d: %s", self.name, rnd, self.privacy.describe(privacy), extra=PROGRESS)
         self._record(round=rnd, event="submitted", cid=cid, sha256=sha, num_samples=claimed,
                      local_accuracy=evaluation.accuracy, local_loss=evaluation.loss, gas_used=tx.gas_used,
-                     seconds=seconds, train_metrics=result.metrics)
+                     seconds=seconds, train_metrics=result.metrics, **({"privacy": privacy} if privacy else {}))
 
     def _train_update(self, rnd: int, parent_sha: str, parent_cid: str) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -273,7 +281,12 @@ class Peer:
             # its previous update is part of the parent model.
             self.trainer.set_own_fedcurv_terms(None)
         self.training_round = rnd  # what a trainer driven from outside (library/) tells its loop
-        result = self.trainer.fit(parent, self.training.for_round(self.member_seed, rnd))
+        cfg = self.training.for_round(self.member_seed, rnd)
+        privacy = (self.privacy.next_release(released_updates(self.chain, self.task, self.from_block, self.me))
+                   if self.privacy.active else None)
+        result = self.trainer.fit(parent, self.privacy.training_config(cfg) if privacy else cfg)
+        if privacy:  # client level: the update is clipped and noised as a whole before it leaves
+            result = self.privacy.release(parent, result, [k for k in parent if not k.startswith(FEDCURV_PREFIX)])
         t_train = time.perf_counter()
         meta = {"kind": "update", "task": str(self.task), "round": str(rnd), "parent": parent_sha,
                 "rule": self.config.rule_id, "member": self.me,
@@ -287,7 +300,7 @@ class Peer:
         else:
             cid = self.ipfs.add_file(path)  # stored and pinned by our own node
         t_upload = time.perf_counter()
-        return {"cid": cid, "sha": sha, "result": result,
+        return {"cid": cid, "sha": sha, "result": result, "privacy": privacy,
                 "seconds": {"fetch": t_fetch - t0, "train": t_train - t_fetch, "upload": t_upload - t_train}}
 
     def reveal(self, rnd: int) -> None:
@@ -368,7 +381,7 @@ class Peer:
     def verify(self, rnd: int, info: RoundInfo, parent_sha: str, parent_cid: str) -> None:
         t0 = time.perf_counter()
         record = self.round_record(rnd)
-        published = self.published_inclusion(record, info)
+        published = published_inclusion(record, info)
         if published == "missing":
             raise ChainError(f"the UpdatesIncluded event of round {rnd} attempt {info.attempt} is not visible yet")
         if published is None:
@@ -436,38 +449,12 @@ class Peer:
     # ------------------------------------------------------- shared by both
 
     def round_record(self, rnd: int) -> RoundRecord:
-        """The round as the chain holds it now, in one read of the participants and one of the log:
-        its participants in submission order, their updates (all epochs: a reopened round keeps its
-        updates; a member left out for not revealing is not a participant; a member's latest update
-        counts) and the inclusion bitmaps its leaders published."""
-        participants = self.chain.participants(self.task, rnd)
-        events = self.chain.events(from_block=self.from_block, names=["UpdateSubmitted", "UpdatesIncluded"],
-                                   task=self.task, round_=rnd)
-        latest = {e["member"].lower(): UpdateRecord(e["member"], e["cid"], e["sha256"], e["numSamples"])
-                  for e in events if e.name == "UpdateSubmitted"}
-        return RoundRecord(participants, [latest[p.lower()] for p in participants if p.lower() in latest],
-                           [e for e in events if e.name == "UpdatesIncluded"])
+        """The round as the chain holds it now (history.round_record)."""
+        return round_record(self.chain, self.task, self.from_block, rnd)
 
     def round_updates(self, rnd: int) -> list[UpdateRecord]:
         """The updates of this round's participants as the chain holds them now (`round_record`)."""
         return self.round_record(rnd).updates
-
-    @staticmethod
-    def published_inclusion(record: RoundRecord, info: RoundInfo) -> tuple[list[str], list[str], list[str]] | str | None:
-        """(participants, members in the aggregate, members declared unavailable) as the leader of
-        the current attempt published them; None when the bitmaps do not hash to the chain's value,
-        "missing" when the event is not visible (yet)."""
-        participants = record.participants
-        for ev in reversed(record.inclusions):
-            if ev["epoch"] != info.epoch or ev["attempt"] != info.attempt:
-                continue
-            included, unavailable = bytes.fromhex(ev["included"]), bytes.fromhex(ev["unavailable"])
-            if inclusion_hash(included, unavailable) != info.included_hash:
-                return None
-            n = len(participants)
-            return (participants, [participants[i] for i in indices(included, n)],
-                    [participants[i] for i in indices(unavailable, n)])
-        return "missing"
 
     def compute_aggregate(self, rnd: int, parent_sha: str, parent_cid: str, *, unavailable: frozenset | set = frozenset(),
                           fetch_deadline: float | None = None,
@@ -500,27 +487,14 @@ class Peer:
         return result
 
     def previous_model(self, rnd: int, parent_sha: str) -> tuple[Path, str] | None:
-        """The parent's own parent (file, sha256), which the direction check measures the parent's
-        step against; None in round 1 or when the task's rule does not check directions. Found
-        from the RoundFinalized events of the two rounds before, hash checked like every model."""
-        if rnd <= 1 or not decode_params(self.config.rule_id, self.config.rule_params)["direction"]:
+        """The parent's own parent (file, sha256) when the task's rule checks directions (None
+        otherwise, and in round 1), hash checked like every model (history.previous_model)."""
+        if not decode_params(self.config.rule_id, self.config.rule_params)["direction"]:
             return None
-
-        def finalized(r: int) -> dict[str, str]:
-            evs = self.chain.events(from_block=self.from_block, names=["RoundFinalized"], task=self.task, round_=r)
-            return {e["sha256"].lower(): e for e in evs}
-
-        last = finalized(rnd - 1).get(parent_sha.lower())
-        if last is None:
-            raise ChainError(f"round {rnd}: no RoundFinalized event names the parent {parent_sha[:12]}")
-        sha = last["parent"].lower()
-        if sha == self.config.genesis_sha256.lower():
-            cid = self.config.genesis_cid
-        else:
-            before = finalized(rnd - 2).get(sha)
-            if before is None:
-                raise ChainError(f"round {rnd}: no RoundFinalized event names the parent's parent {sha[:12]}")
-            cid = before["cid"]
+        found = previous_model(self.chain, self.task, self.from_block, self.config, rnd, parent_sha)
+        if found is None:
+            return None
+        cid, sha = found
         return self.downloads.get(cid, sha, self._model_path(sha)).result(), sha
 
     # -------------------------------------------------------------- watchdog

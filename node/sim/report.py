@@ -98,6 +98,8 @@ def build_report(out: Path, admin, dep, task_id: int, opts, training, workload, 
             "attempts": attempts,
             "participants": [name_of.get(e["member"], e["member"]) for e in evs if e.name == "UpdateSubmitted"],
             "excluded": excluded,
+            **({"epsilon": max(x["privacy"]["epsilon"] for x in m if x["event"] == "submitted" and x.get("privacy"))}
+               if any(x["event"] == "submitted" and x.get("privacy") for x in m) else {}),
             "model_sha256": fin["sha256"],
             "model_cid": fin["cid"],
             "parent_sha256": fin["parent"],

@@ -18,12 +18,12 @@ from ..errors import InputError
 
 
 def _setting(default: Any, help: str, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
-             hi_open: bool = False, workload_default: bool = False, per_run: bool = False) -> Any:
+             hi_open: bool = False, workload_default: bool = False, per_run: bool = False, cli: bool = True) -> Any:
     """A field with its help line and bounds. `workload_default`: left unset on the command line,
     the workload's own value is used. `per_run`: the simulation sets it from its own option."""
     return field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "lo_open": lo_open,
                                             "hi_open": hi_open, "workload_default": workload_default,
-                                            "per_run": per_run})
+                                            "per_run": per_run, "cli": cli})
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,14 @@ class TrainingConfig:
                                     "data settle.", lo=0.0, hi=1.0, lo_open=True)
     seed: int = _setting(0, "Seed of local training (varied per round and member by the node).", lo=0,
                          hi=2**63 - 1, per_run=True)
+    # Set by the node from the task's on-chain DP parameters (node/training/privacy.py), never by a member.
+    dp_clip: float = _setting(0.0, "DP-SGD: clip each example's gradient to this L2 norm (0: plain SGD).", lo=0.0,
+                              cli=False)
+    dp_noise: float = _setting(0.0, "DP-SGD: Gaussian noise of dp_noise x dp_clip on each step's gradient sum.",
+                               lo=0.0, cli=False)
+    dp_sample_rate: float = _setting(0.2, "DP-SGD: each step takes each example with this probability.", lo=0.0,
+                                     hi=1.0, lo_open=True, cli=False)
+    dp_steps: int = _setting(0, "DP-SGD steps a round (0: round(1 / dp_sample_rate)).", lo=0, cli=False)
 
     def __post_init__(self) -> None:
         for f in fields(self):

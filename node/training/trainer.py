@@ -304,6 +304,8 @@ class TorchTrainer(Trainer):
         model_weights, global_terms = split_fedcurv(weights)
         if self.train_fn is not None:
             return self._fit_with_hook(model_weights, config, n)
+        if config.dp_clip > 0:
+            return self._fit_dp_sgd(model_weights, config, n)
         with self._threads(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.set_weights(model_weights)
@@ -364,6 +366,60 @@ class TorchTrainer(Trainer):
                 self._own_terms = {k: v.copy() for k, v in terms.items()}
                 result.update(terms)
         return FitResult(weights=result, num_samples=n, metrics=metrics)
+
+    def _fit_dp_sgd(self, weights: Mapping[str, np.ndarray], config: TrainingConfig, n: int) -> FitResult:
+        """DP-SGD (Abadi et al. 2016) with Opacus: per-example gradients (GradSampleModule), each
+        clipped to `dp_clip`, their sum noised with N(0, (dp_noise x dp_clip)^2) (DPOptimizer), and
+        Poisson sampling with q = `dp_sample_rate` over `dp_steps` steps (0: round(1/q)): what the
+        RDP accountant of node/training/privacy.py counts. `epochs` and `batch_size` play no part. Sampling and noise draw from the operating system's
+        randomness, so no other member can predict them (a DP run is not bit-reproducible).
+        FedProx and FedCurv are not combined with it."""
+        import secrets
+
+        from opacus import GradSampleModule
+        from opacus.optimizers import DPOptimizer
+
+        if config.mu > 0 or config.fedcurv_lambda > 0:
+            raise ValueError("DP-SGD does not combine with FedProx (mu) or FedCurv in this trainer")
+        with self._threads(), torch.random.fork_rng(devices=[]):
+            self.set_weights(weights)
+            module = GradSampleModule(self.model)
+            rng = torch.Generator().manual_seed(secrets.randbits(63))
+            q = config.dp_sample_rate
+            steps = config.dp_steps or max(1, round(1.0 / q))
+            optimizer = DPOptimizer(torch.optim.SGD(module.parameters(), lr=config.lr, momentum=config.momentum),
+                                    noise_multiplier=config.dp_noise, max_grad_norm=config.dp_clip,
+                                    expected_batch_size=max(1, round(q * n)), generator=rng)
+            module.train()
+            try:
+                taken, loss_sum, seen, correct = self._dp_steps(module, optimizer, rng, q, steps, n)
+            finally:
+                module._close()  # the hooks and per-example gradients go; the model is plain again
+            result = weights_of(self.model)
+        metrics = {"train_loss": loss_sum / max(1, seen), "train_accuracy": correct / max(1, seen),
+                   "epochs": float(config.epochs), "steps": float(taken), "dp_steps": float(steps),
+                   "dp_sample_rate": q}
+        return FitResult(weights=result, num_samples=n, metrics=metrics)
+
+    def _dp_steps(self, module: nn.Module, optimizer: Any, rng: torch.Generator, q: float, steps: int,
+                  n: int) -> tuple[int, float, int, int]:
+        """`steps` Poisson-sampled DP-SGD steps: (steps taken, loss sum, examples seen, correct)."""
+        loss_sum, seen, correct, taken = 0.0, 0, 0, 0
+        for _ in range(steps):
+            mask = torch.rand(n, generator=rng) < q
+            if not bool(mask.any()):  # an empty Poisson sample: nothing about the data is used
+                continue
+            xb, yb = self.x_train[mask], self.y_train[mask]
+            optimizer.zero_grad(set_to_none=True)
+            out = module(xb)
+            loss = F.cross_entropy(out, yb)
+            loss.backward()
+            optimizer.step()
+            taken += 1
+            loss_sum += float(loss.detach()) * len(yb)
+            seen += len(yb)
+            correct += int((out.argmax(dim=1) == yb).sum())
+        return taken, loss_sum, seen, correct
 
     def _fit_with_hook(self, weights: Mapping[str, np.ndarray], config: TrainingConfig, n: int) -> FitResult:
         with self._threads(), torch.random.fork_rng(devices=[]):
