@@ -396,6 +396,24 @@ def robustness_summary_block(results: Path) -> str:
     return "\n".join([*lines, "", source("robustness", [("", d)])])
 
 
+def privacy_block(results: Path) -> str:
+    """Accuracy at each epsilon against the non-private run, per task and DP level (bench/privacy.py)."""
+    d = load(results, "privacy")
+    if d is None:
+        return missing("privacy", ".venv/bin/python bench/privacy.py")
+    c, rows = d["config"], d["rows"]
+    lines = [f"{c['orgs']} organisations, {c['rounds']} rounds, Dirichlet(0.5) splits, delta {c['delta']:g}, run "
+             f"{d['mode']}. Example level: DP-SGD, each step takes each example with probability "
+             f"{c['sample_rate']:g}; client level: the whole update clipped and noised. The noise multiplier is the "
+             "smallest that keeps every round within epsilon (Opacus RDP).", "",
+             "| task | level | epsilon | noise multiplier | clip | accuracy | non-private | kept |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['level']} | {r['epsilon']:g} | {r['noise_multiplier']:.2f} | {r['clip']:g} | "
+                     f"{r['accuracy']:.3f} | {r['nonprivate_accuracy']:.3f} | {percent_of(r['kept'])} |")
+    return "\n".join([*lines, "", source("privacy", [("", d)])])
+
+
 #: The docs' generated blocks, by name.
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "storage-detail": storage_detail_block,
@@ -408,4 +426,5 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "governance-gas": governance_gas_block,
     "robustness": robustness_block,
     "robustness-summary": robustness_summary_block,
+    "privacy": privacy_block,
 }

@@ -303,12 +303,13 @@ README_SECTIONS = ("Round overhead against Flower", "Scale:")
 #: deleted would otherwise stop being checked).
 FILES: dict[str, tuple[str, ...]] = {
     "README.md": ("demo", "audit-summary", "storage", "aggregation", "faults", "robustness-summary", "learning",
-                  "summary", "gas"),
+                  "summary", "gas", "privacy"),
     "docs/storage.md": ("storage-detail",),
     "docs/aggregation.md": ("aggregation-table", "aggregation-targets", "robustness"),
     "docs/bench.md": ("round-overhead", "scale"),
     "docs/audit.md": ("audit-example", "audit-time"),
     "docs/governance.md": ("governance-gas",),
+    "docs/privacy.md": ("privacy",),
 }
 
 MARKER = re.compile(r"<!-- bench:(?P<name>[a-z0-9-]+):begin[^>]*-->.*?<!-- bench:(?P=name):end -->", re.S)
