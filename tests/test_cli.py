@@ -320,6 +320,32 @@ def test_status_shows_members_and_where_the_round_stands(ledger, chain_files):
 
 
 @pytest.mark.chain
+def test_status_and_task_show_say_what_each_member_has_spent_of_a_private_tasks_budget(ledger, chain_files):
+    from fedledger.aggregation.registry import encode_params
+    from fedledger.node.protocol import TaskConfig
+    from fedledger.node.training.privacy import Privacy
+
+    dep, _ = chain_files
+    for i in (1, 2):
+        ledger.admin.add_member(ledger.accounts[i].address, f"org{i}")
+    promise = {"dp_clip": 6.0, "dp_noise": 1.6, "dp_epsilon": 8.0}
+    task, _ = ledger.admin.create_task(TaskConfig("bafkspec", "bafkgenesis", "ab" * 32, "fedavg",
+                                                  encode_params("fedavg", promise), 2, 2, 600, 600, 600, 1, 1, 3))
+    ledger.client(1).submit_update(task, 1, "ab" * 32, "bafkupdate", "cd" * 32, 10)
+    p = Privacy.from_params(promise)
+
+    shown = as_json(fedledger("task", "show", str(task), "--deployment", dep, "--json"))["privacy"]
+    assert (shown["level"], shown["budget"], shown["rounds_within_budget"]) == ("example", 8.0, p.rounds_within(8.0))
+    assert shown["members"] == {"org1": {"updates": 1, "epsilon": round(p.spent(1), 4)}}
+    text = fedledger("task", "show", str(task), "--deployment", dep).stdout
+    assert "privacy: example-level DP, clip 6, noise multiplier 1.6, delta 1e-05, budget epsilon 8" in text
+    (t,) = as_json(fedledger("status", "--deployment", dep, "--json"))["tasks"]
+    assert t["privacy"]["members"]["org1"]["epsilon"] == round(p.spent(1), 4)
+    line = fedledger("status", "--deployment", dep).stdout
+    assert f"example-level DP, epsilon spent up to {round(p.spent(1), 4):.3f} of 8" in line
+
+
+@pytest.mark.chain
 def test_exit_3_when_the_chain_node_does_not_answer_and_4_when_the_chain_refuses(ledger, chain_files):
     dep, (admin_ks, member_ks) = chain_files
     down = fedledger("status", "--deployment", dep, "--rpc", closed_port_url(), "--json")

@@ -125,7 +125,8 @@ def test_a_node_refuses_to_train_once_one_more_update_would_pass_the_budget():
 @pytest.mark.timeout(900)
 def test_a_client_level_dp_federation_uploads_only_noised_updates_reports_epsilon_and_audits(tmp_path):
     """Three organisations, client-level DP, and buckets of two shuffled by each round's seed: the
-    leader, the verifier and the audit all form the same buckets and agree bit for bit."""
+    leader, the verifier and the audit all form the same buckets and agree bit for bit. The third
+    sends its noised update scaled ten times: too long for the promise, everybody leaves it out."""
     import hashlib
     import json
 
@@ -137,16 +138,17 @@ def test_a_client_level_dp_federation_uploads_only_noised_updates_reports_epsilo
     out = tmp_path / "dp"
     params = {"dp_clip": 0.5, "dp_noise": 1.0, "dp_client": True, "dp_epsilon": 40.0, "bucket": 2}
     report = run_sim(SimOptions(orgs=3, rounds=2, seed=1, partition="iid", verifiers=1, rule_params=json.dumps(params),
-                                out=str(out)), say=lambda _: None)
+                                attackers=1, attack="scale:10", out=str(out)), say=lambda _: None)
     promise = Privacy.from_params(params)
     assert [r["attempts"][-1]["outcome"] for r in report["rounds"]] == ["finalized", "finalized"]
+    assert [[e["reason"] for e in r["excluded"]] for r in report["rounds"]] == [["norm_exceeded"]] * 2
     assert [r["epsilon"] for r in report["rounds"]] == pytest.approx([promise.spent(1), promise.spent(2)])
 
     def tensors(path):
         with safe_open(str(path), framework="numpy") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
 
-    for org in ("org1", "org2", "org3"):
+    for org in ("org1", "org2"):  # the honest ones (org3's noised update went out scaled)
         node = out / "orgs" / org
         submitted = {json.loads(x)["round"]: json.loads(x) for x in (node / "metrics.jsonl").read_text().splitlines()
                      if json.loads(x)["event"] == "submitted"}

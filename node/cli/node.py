@@ -116,6 +116,7 @@ def _where(entry: dict) -> tuple:
 def _snapshot(client, dep, task: Optional[int]) -> tuple[dict, list[str]]:
     """(the federation as JSON, its lines: the consortium, then one per task)."""
     from ..ops.access import members_of
+    from ..ops.tasks import privacy_summary
     from ..protocol.types import Phase
 
     members = {a: m["name"] for a, m in members_of(client, dep.block).items() if m["active"]}
@@ -135,6 +136,9 @@ def _snapshot(client, dep, task: Optional[int]) -> tuple[dict, list[str]]:
                          min_participants=cfg.min_participants)
             if info.phase in (Phase.AGGREGATION, Phase.VERIFICATION):
                 entry["verifiers"] = [members.get(v, v) for v in client.verifiers_of(t, st.current_round, info.attempt)]
+        privacy = privacy_summary(client, t, cfg, dep.block, {a: {"name": n} for a, n in members.items()})
+        if privacy:
+            entry["privacy"] = privacy
         tasks.append(entry)
     data = {"contract": dep.address, "chain_id": dep.chain_id, "members": members, "tasks": tasks}
     lines = [f"FedLedger {dep.address} on chain {dep.chain_id}: {len(members)} members ({', '.join(members.values())})"]
@@ -149,6 +153,11 @@ def _snapshot(client, dep, task: Optional[int]) -> tuple[dict, list[str]]:
                 line += (f", leader {e['leader']} (attempt {e['attempt']}), verifiers "
                          f"{', '.join(e.get('verifiers', [])) or 'none'}")
             lines.append(line)
+        if e.get("privacy"):
+            p = e["privacy"]
+            spent = max((m["epsilon"] for m in p["members"].values()), default=0.0)
+            lines[-1] += (f"; {p['level']}-level DP, epsilon spent up to {spent:.3f}"
+                          + (f" of {p['budget']:g}" if p["budget"] else " (no budget)"))
     return data, lines
 
 
