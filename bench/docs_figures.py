@@ -405,7 +405,7 @@ def privacy_block(results: Path) -> str:
     lines = [f"{c['orgs']} organisations, {c['rounds']} rounds, Dirichlet(0.5) splits, delta {c['delta']:g}, run "
              f"{d['mode']}. Example level: DP-SGD, each step takes each example with probability "
              f"{c['sample_rate']:g}; client level: the whole update clipped and noised. The noise multiplier is the "
-             f"smallest that keeps every round within epsilon (Opacus RDP). Accuracy: the median of "
+             "smallest that keeps every round within epsilon (Opacus RDP). Accuracy: the median of "
              f"{c.get('repeat', 1)} runs (the noise is fresh every run).", "",
              "| task | level | epsilon | noise multiplier | clip | accuracy | non-private | kept |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
