@@ -204,7 +204,9 @@ class NodeConfig:
                 else:
                     rows.append((f"{f.name} = {_toml(value)}", f.metadata["note"]))
         rows += [("", ""), ("[training]", "local training, each round")]
-        rows += [(f"{k} = {json.dumps(v)}", _TRAINING_NOTES.get(k, "")) for k, v in self.training.to_dict().items()]
+        own = {f.name for f in fields(TrainingConfig) if f.metadata.get("cli", True)}  # not the task's dp_*
+        rows += [(f"{k} = {json.dumps(v)}", _TRAINING_NOTES.get(k, "")) for k, v in self.training.to_dict().items()
+                 if k in own]
         if self.adversary:  # experiments only: never written by `fedledger init`
             rows += [("", ""), ("[adversary]", "this organisation MISBEHAVES on purpose (an experiment)")]
             rows += [(f"{k} = {json.dumps(v)}", "") for k, v in self.adversary.items()]
@@ -304,7 +306,8 @@ def _refuse_unknown(doc: dict, lines: _Lines) -> None:
     """Every section and key must be one this version reads: a typo is an error naming the file,
     the line and the nearest valid name, never a setting silently left at its default."""
     known = {name: [f.name for f in fields(kind)] for name, kind in SECTIONS}
-    known["training"] = [f.name for f in fields(TrainingConfig)]
+    # The dp_* fields come from the task on chain (node/training/privacy.py), never from a member's file.
+    known["training"] = [f.name for f in fields(TrainingConfig) if f.metadata.get("cli", True)]
     known["adversary"] = _adversary_keys()
     renamed = {sec: [key for (s2, key) in RENAMED if s2 == sec] for sec in known}
     for name, table in doc.items():
