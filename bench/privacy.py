@@ -20,7 +20,6 @@ of `--repeat` runs (the noise differs every run).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from fedledger.node.training.privacy import Privacy, noise_for, privatize_update
 from fedledger.node.training.workloads import get_workload
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import stamp  # noqa: E402
+from provenance import write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: (task label, workload, partition, per-example clip, client-level clip). The per-example clip was
@@ -110,12 +109,8 @@ def main() -> int:
                 print(f"{label:14s} {level:8s} eps {eps:4g} acc {acc:.3f} ({acc / base:.0%} of {base:.3f}), "
                       f"z {privacy.noise:.2f}, spent {spent:.2f} ({time.time() - t0:.0f} s)",
                       file=sys.stderr, flush=True)
-    doc = {**stamp(), "mode": "in-process (the nodes' trainer, DP mechanisms, accountant and FedAvg; no chain)",
-           "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-           "rows": rows, "seconds": round(time.time() - started, 1)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_results(args.out, args, started,
+                  mode="in-process (the nodes' trainer, DP mechanisms, accountant and FedAvg; no chain)", rows=rows)
     return 0
 
 

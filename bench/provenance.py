@@ -11,9 +11,12 @@ exactly that commit), and
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,3 +47,13 @@ def now() -> str:
 def stamp() -> dict[str, str]:
     """`measured_at` (UTC) and `commit`, for a results file or one part of it."""
     return {"measured_at": now(), "commit": commit()}
+
+
+def write_results(out: Path, args: Any, started: float, **fields: Any) -> None:
+    """Write an in-process bench's results: stamp, its command-line arguments as `config`, the given
+    fields and the seconds since `started`; say where."""
+    doc = {**stamp(), **fields, "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+           "seconds": round(time.time() - started, 1)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {out}", file=sys.stderr)

@@ -27,13 +27,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 
 from eth_utils import keccak
 
@@ -45,7 +43,7 @@ from fedledger.node.training.partition import partition
 from fedledger.node.training.workloads import get_workload
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import stamp  # noqa: E402
+from provenance import write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RULES = "fedavg,median,trimmed_mean,multikrum,cclip,robust"
@@ -137,12 +135,9 @@ def main() -> int:
                 rows.append(cell)
                 print(f"{scheme:15s} {attack:10s} {rule:13s} acc {cell['accuracy']:.3f} "
                       f"kept {cell['kept_of_own_clean'] or 0:.2f} ({cell['seconds']:.0f} s)", file=sys.stderr, flush=True)
-    doc = {**stamp(), "mode": "in-process (same trainer, attacks, bounds and aggregation as the nodes; no chain)",
-           "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-           "params": PARAMS, "rows": rows, "seconds": round(time.time() - started, 1)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_results(args.out, args, started,
+                  mode="in-process (same trainer, attacks, bounds and aggregation as the nodes; no chain)",
+                  params=PARAMS, rows=rows)
     return 0
 
 
