@@ -231,16 +231,15 @@ def bound_updates(
 ) -> BoundResult:
     """Apply the bounds, in this order:
 
-    1. `direction`: an update that is not aligned with the round's consensus (`misaligned`) is
-       excluded as `opposed`.
+    0. `hard_max` > 0: an update whose change is longer is excluded (`norm_exceeded`) before
+       anything else (a differentially private task's bound, `noised_norm_bound`).
+    1. `direction`: an update that is not aligned with the round's consensus (`misaligned`, over
+       the updates step 0 left) is excluded as `opposed`.
     2. The reference norm is the median change norm of the updates still in.
     3. `norm_drop` > 0: an update whose change norm exceeds norm_drop x the reference is excluded.
     4. The norm bound (`max_norm`, `norm_cap` x the reference, or the smaller): with `clip` an
        update beyond it is scaled back onto it, without it excluded (so are updates whose change
        overflows float64).
-
-    0. `hard_max` > 0: an update whose change is longer is excluded (`norm_exceeded`) before
-       anything else (a differentially private task's bound, `noised_norm_bound`).
 
     Updates within every bound come back as given."""
     if max_norm <= 0 and norm_cap <= 0 and norm_drop <= 0 and not direction and hard_max <= 0:
