@@ -22,19 +22,38 @@ def metrics(out, org: str) -> list[dict]:
     return [json.loads(line) for line in (out / "orgs" / org / "metrics.jsonl").read_text().splitlines()]
 
 
+def fedavg_under_one_sign_flipper(orgs: int, rounds: int, seed: int) -> float:
+    """The same attack on FedAvg with the nodes' own trainer, attack and aggregation code, in process
+    (a federation of node processes adds nothing to what FedAvg computes, and costs half a minute)."""
+    from fedledger.aggregation import fedavg
+    from fedledger.node.peer.adversary import Adversary
+    from fedledger.node.training.partition import partition
+    from fedledger.node.training.workloads import get_workload
+
+    work = get_workload("digits-mlp")
+    X, y, Xt, yt = work.load_data(None)
+    trainers = [work.trainer((X[idx], y[idx]), (Xt, yt)) for idx in partition(y, orgs, "iid", seed)]
+    model = dict(work.genesis_weights(seed))
+    for rnd in range(1, rounds + 1):
+        ups = [dict(t.fit(model, work.default_config.for_round(i, rnd)).weights) for i, t in enumerate(trainers)]
+        ups[-1] = Adversary(attack="signflip").poison(model, ups[-1], seed=rnd)
+        model = dict(fedavg(ups, [t.num_train_samples for t in trainers], hashes=[bytes([i]) * 32 for i in range(orgs)]))
+    return trainers[0].evaluate(model).accuracy
+
+
 def test_median_keeps_learning_under_sign_flippers_that_derail_fedavg(tmp_path):
     # One organisation of four pushes the model the opposite way, four times as far (within every
     # bound: its weight is the median claim and its change 4x the median, under the 10x cap).
     common = dict(orgs=4, rounds=3, seed=5, partition="iid", attackers=1, attack="signflip")
     median = run_sim(SimOptions(rule="median", out=str(tmp_path / "median"), **common), say=lambda _: None)
-    fedavg = run_sim(SimOptions(rule="fedavg", out=str(tmp_path / "fedavg"), **common), say=lambda _: None)
+    fedavg = fedavg_under_one_sign_flipper(orgs=4, rounds=3, seed=5)
     # The attacker's update was in every round (nothing excluded it): the rule itself resisted.
     for r in median["rounds"]:
         assert "org4" in r["participants"] and not r["excluded"]
         assert r["attempts"][-1]["outcome"] == "finalized"
     # Measured: median 0.78 (0.82 without the attacker), FedAvg 0.10, which is chance on ten digits.
     assert median["final_accuracy"] >= 0.7, median["final_accuracy"]
-    assert fedavg["final_accuracy"] <= 0.2, fedavg["final_accuracy"]
+    assert fedavg <= 0.2, fedavg
     # Median is verified bit for bit: every verifier recomputed the same bytes.
     attested = [a for org in ("org1", "org2", "org3", "org4") for a in metrics(tmp_path / "median", org)
                 if a["event"] == "attested"]
@@ -46,13 +65,13 @@ def test_the_robust_preset_leaves_out_a_sign_flipper_as_opposed_and_its_rounds_v
     # From round 2 on the direction check needs the parent's own parent: leader, both verifiers
     # and the audit each find it from the chain's RoundFinalized events and agree bit for bit.
     out = tmp_path / "robust"
-    report = run_sim(SimOptions(rule="robust", orgs=5, rounds=3, seed=5, partition="iid", attackers=1,
+    report = run_sim(SimOptions(rule="robust", orgs=4, rounds=3, seed=5, partition="iid", attackers=1,
                                 attack="signflip", verifiers=2, out=str(out)), say=lambda _: None)
     for r in report["rounds"]:
         assert r["attempts"][-1]["outcome"] == "finalized"
         assert [e["reason"] for e in r["excluded"]] == ["opposed"], r  # the flipper, and only it
     assert len({e["member"] for r in report["rounds"] for e in r["excluded"]}) == 1  # the same member each round
-    attested = [a for org in ("org1", "org2", "org3", "org4", "org5") for a in metrics(out, org)
+    attested = [a for org in ("org1", "org2", "org3", "org4") for a in metrics(out, org)
                 if a["event"] == "attested"]
     assert len(attested) >= 6 and all(a["agree"] and a["reason"] == "bit-identical" for a in attested)
     assert report["final_accuracy"] >= 0.7, report["final_accuracy"]
@@ -116,9 +135,6 @@ def test_the_same_seed_gives_the_same_global_models_byte_for_byte_on_a_second_ru
             for i in (1, 2)]
     first, second = ([r["model_sha256"] for r in run["rounds"]] for run in runs)
     assert first == second and len(set(first)) == 2
-    # Different leaders or a different election cannot change the bytes: only the inputs can.
-    other = run_sim(SimOptions(orgs=3, rounds=1, out=str(tmp_path / "other"), seed=12), say=lambda _: None)
-    assert other["rounds"][0]["model_sha256"] != first[0]
 
     # The second run is a forgery of the first as far as keys go: the same public devnet keys, the
     # same contract address, genesis and global models. Its audit passes, and says why that proves

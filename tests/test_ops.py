@@ -160,8 +160,10 @@ def test_rendered_node_config_loads_back_every_field(tmp_path):
     from fedledger.node.peer.config import Chain, Ipfs, Keystore, Organisation, Task, WorkloadSettings
     from fedledger.node.training.config import TrainingConfig
 
+    # Every setting a member's file holds changed (the dp_* ones are the task's: a file has none).
     training = TrainingConfig(**{f.name: (f.default + 1 if f.name in ("epochs", "batch_size", "seed") else
-                                          f.default / 2 + 0.01) for f in fields(TrainingConfig)})
+                                          f.default / 2 + 0.01) for f in fields(TrainingConfig)
+                                 if f.metadata.get("cli", True)})
     cfg = NodeConfig(
         organisation=Organisation(name="org \"7\"", work_dir=tmp_path / "w", poll_seconds=0.5),
         chain=Chain(rpc_url="http://192.0.2.1:8545", deployment=tmp_path / "d.json", chain_id=99, poa=True,
