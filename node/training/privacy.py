@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import warnings
 from dataclasses import dataclass
 from dataclasses import replace as dataclass_replace
 from typing import Any, Mapping
@@ -147,7 +148,11 @@ def epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: floa
 
     acc = RDPAccountant()
     acc.history = [(float(noise_multiplier), float(sample_rate), int(steps))]
-    return float(acc.get_epsilon(delta=delta))
+    with warnings.catch_warnings():
+        # "Optimal order is the smallest alpha": only for epsilons far beyond any budget (the budget
+        # search probes them); the value is still an upper bound, just a loose one.
+        warnings.filterwarnings("ignore", message="Optimal order is the smallest alpha", category=UserWarning)
+        return float(acc.get_epsilon(delta=delta))
 
 
 def noise_for(target_epsilon: float, sample_rate: float, steps: int, delta: float) -> float:

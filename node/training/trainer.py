@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -392,7 +393,9 @@ class TorchTrainer(Trainer):
                                     expected_batch_size=max(1, round(q * n)), generator=rng)
             module.train()
             try:
-                taken, loss_sum, seen, correct = self._dp_steps(module, optimizer, rng, q, steps, n)
+                with warnings.catch_warnings():  # Opacus's hooks on the input layer: expected, every step
+                    warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+                    taken, loss_sum, seen, correct = self._dp_steps(module, optimizer, rng, q, steps, n)
             finally:
                 module._close()  # the hooks and per-example gradients go; the model is plain again
             result = weights_of(self.model)
