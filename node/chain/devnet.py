@@ -113,8 +113,11 @@ class AnvilNode:
         if self.block_time:
             cmd += ["--block-time", str(self.block_time)]
         log = open(self.log_file, "ab")
+        # Anvil keeps old states on disk under $HOME/.foundry/anvil/tmp and never removes them (tens
+        # of GB over a day of test runs): give it the chain's own directory as home, so they go with it.
+        env = {**os.environ, "HOME": str(self.state_file.parent.resolve())}
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, env=env)
         log.close()
         self.pid = proc.pid
         self._proc = proc
