@@ -117,8 +117,7 @@ class TaskPlan:
                           quorum=self.effective_quorum, rounds=self.rounds, max_samples=self.max_samples,
                           reveal_window=self.reveal_window)
         # A differential-privacy promise must protect something, and its budget cover every round.
-        Privacy.from_params(decode_params(self.rule, encode_params(self.rule, dict(self.rule_params or {})))).check(
-            rounds=self.rounds)
+        Privacy.from_params(get_rule(self.rule).validate(self.rule_params)).check(rounds=self.rounds)
 
 
 @dataclass
