@@ -15,14 +15,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
-from eth_utils import keccak
-
 from ._core import AggregationError, Inputs, Model, UpdateSource, canonical_order
 from .mean import weighted_mean
 
 
 def shuffle(n: int, seed: bytes) -> list[int]:
     """The seeded permutation of positions 0..n-1 (see the module)."""
+    # Imported here: the rules (and the trainer, which imports them) stay importable where only
+    # numpy and torch are installed, as in the Flower comparison's environment.
+    from eth_utils import keccak
+
     if len(seed) != 32:
         raise AggregationError(f"bucketing needs a 32-byte seed, got {len(seed)} bytes")
     order = list(range(n))

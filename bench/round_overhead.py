@@ -213,7 +213,7 @@ def critical_path(events: list[dict]) -> dict[str, float]:
 def run_fedledger(orgs: int, rounds: int, out: Path, *, seed: int = 0, verifiers: int = 2,
                   partition: str = "dirichlet:0.5", submission_window: int = 300, aggregation_window: int = 60,
                   verification_window: int = 60, timeout: float = 3600.0, sample_interval: float = 0.5,
-                  ipfs_nodes: int | None = None) -> dict:
+                  ipfs_nodes: int | None = None, workload: str = "digits-mlp") -> dict:
     """`fedledger sim` with memory sampling; per-round rows from report.json and metrics.jsonl."""
     from fedledger.node.sim import SimOptions, run_sim
 
@@ -221,7 +221,8 @@ def run_fedledger(orgs: int, rounds: int, out: Path, *, seed: int = 0, verifiers
     sampler.start()
     t0 = time.time()
     try:
-        report = run_sim(SimOptions(orgs=orgs, rounds=rounds, partition=partition, rule="fedavg", verifiers=verifiers,
+        report = run_sim(SimOptions(orgs=orgs, rounds=rounds, workload=workload, partition=partition, rule="fedavg",
+                                    verifiers=verifiers,
                                     seed=seed, out=str(out), submission_window=submission_window,
                                     aggregation_window=aggregation_window, verification_window=verification_window,
                                     timeout=timeout, ipfs_nodes=ipfs_nodes),
@@ -245,18 +246,20 @@ def run_fedledger(orgs: int, rounds: int, out: Path, *, seed: int = 0, verifiers
     return {"system": "fedledger", "orgs": orgs, "rounds": rows, "final_accuracy": report["final_accuracy"],
             "centralized_accuracy": report["centralized_accuracy"], "wall_seconds": round(time.time() - t0, 2),
             "run_dir": str(out), "memory": memory,
-            "settings": {"verifiers": verifiers, "quorum": verifiers, "partition": partition, "seed": seed,
+            "settings": {"workload": workload, "verifiers": verifiers, "quorum": verifiers, "partition": partition,
+                         "seed": seed,
                          "ipfs_nodes": orgs, "node_processes": orgs, "new_blocks": "pushed (eth_subscribe)",
                          "blob_fetches": "from the storer's IPFS gateway, swarm fallback"}}
 
 
 def run_flower_measured(mode: str, clients: int, rounds: int, out: Path, *, seed: int = 0,
-                        partition: str = "dirichlet:0.5", timeout: float = 3600.0, sample_interval: float = 0.5) -> dict:
+                        partition: str = "dirichlet:0.5", timeout: float = 3600.0, sample_interval: float = 0.5,
+                        task: str = "digits-mlp", lr: float | None = None) -> dict:
     sampler = MemorySampler(sample_interval)
     sampler.start()
     try:
-        doc = run_flower(mode, clients, rounds, out, seed=seed, partition=partition, timeout=timeout,
-                         say=say)
+        doc = run_flower(mode, clients, rounds, out, seed=seed, partition=partition, timeout=timeout, task=task,
+                         lr=lr, say=say)
     finally:
         memory = sampler.stop()
     rows = [{"round": r["round"], "seconds": r["seconds"], "train_max": r["train_max"],
@@ -267,7 +270,7 @@ def run_flower_measured(mode: str, clients: int, rounds: int, out: Path, *, seed
     return {"system": f"flower-{mode}", "orgs": clients, "rounds": rows, "final_accuracy": doc["final_accuracy"],
             "wall_seconds": doc["wall_seconds"], "run_dir": doc["run_dir"], "memory": memory,
             "settings": {"flwr": "1.42.0", "strategy": "FedAvg (flwr.serverapp.strategy)", "fraction_evaluate": 1.0,
-                         "partition": partition, "seed": seed,
+                         "task": task, "partition": partition, "seed": seed,
                          **({"backend": "ray", "client_resources_num_cpus": 2} if mode == "simulation" else
                             {"supernodes": clients, "isolation": "subprocess (a ClientApp process per message)"})}}
 

@@ -122,11 +122,12 @@ class _Procs:
 
 
 def run_flower(mode: str, clients: int, rounds: int, work: Path, *, seed: int = 0, partition: str = "dirichlet:0.5",
-               fraction_evaluate: float = 1.0, timeout: float = 3600.0,
+               fraction_evaluate: float = 1.0, timeout: float = 3600.0, task: str = "digits-mlp", lr: float | None = None,
                say: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> dict:
     """Run the app in ``mode`` ("deployment" or "simulation"); returns the ServerApp's results
     (see fedbench/server_app.py) plus ``wall_seconds`` from the first process started to the
-    results file, and ``run_dir``."""
+    results file, and ``run_dir``. ``task`` is a fedledger built-in workload; ``lr`` replaces the
+    app's learning rate (pyproject.toml) when given."""
     if mode not in ("deployment", "simulation"):
         raise ValueError(f"mode must be deployment or simulation, not {mode!r}")
     work = Path(work).resolve()
@@ -160,7 +161,8 @@ def run_flower(mode: str, clients: int, rounds: int, work: Path, *, seed: int = 
         else:
             say(f"flower {mode}: superlink --simulation on 127.0.0.1:{port}, {clients} virtual supernodes")
         run_config = (f"num-server-rounds={rounds} num-clients={clients} seed={seed} partition='{partition}' "
-                      f"fraction-evaluate={fraction_evaluate} results-path='{results}' mode='{mode}'")
+                      f"fraction-evaluate={fraction_evaluate} results-path='{results}' mode='{mode}' task='{task}'"
+                      + (f" lr={lr}" if lr is not None else ""))
         cmd = [str(bench_bin("flwr")), "run", str(APP_DIR), "bench", "--stream", "--run-config", run_config]
         if mode == "simulation":
             cmd += ["--federation-config", f"num-supernodes={clients}"]

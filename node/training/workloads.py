@@ -6,6 +6,9 @@ built-in ones are `TorchWorkload`s, the same class a user's own torch workload i
 "module:attribute"; `WORKLOADS` is the registry every help string and validator reads:
 
     digits-mlp      scikit-learn's 8x8 digits (1797 images), pixels / 16, MLP 64-64-10
+    digits-wide     the same data, MLP 64-3136-3136-10: 10.07 M parameters, a 40 MB model file, to
+                    measure what moving and checking real-sized models costs (bench/big_model.py);
+                    one local epoch takes well under a second on one core
     breast-cancer   scikit-learn's Wisconsin breast cancer (569 patients, 30 features), a
                     hospital-style tabular workload: standardized with the TRAINING split's mean and
                     std only, MLP 30-16-2
@@ -46,6 +49,9 @@ Data = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
+
+#: digits-wide's hidden width: 64*W + W*W + 10*W + 2*W + 10 = 10,072,842 parameters.
+WIDE_HIDDEN = 3136
 
 CIFAR_RECORD = 1 + 3 * 32 * 32
 CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
@@ -122,6 +128,18 @@ def _torch_models() -> SimpleNamespace:
             return self.fc2(torch.relu(self.fc1(x)))
 
 
+    class WideMLP(nn.Module):
+        """Linear -> ReLU -> Linear -> ReLU -> Linear; tensors fc1, fc2, fc3 (weight, bias)."""
+
+        def __init__(self, n_in: int, n_hidden: int, n_out: int) -> None:
+            super().__init__()
+            self.fc1 = nn.Linear(n_in, n_hidden)
+            self.fc2 = nn.Linear(n_hidden, n_hidden)
+            self.fc3 = nn.Linear(n_hidden, n_out)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
     class CifarCNN(nn.Module):
         """The LeNet-style CNN of the PyTorch CIFAR-10 tutorial; takes uint8 or float NCHW images."""
 
@@ -144,11 +162,11 @@ def _torch_models() -> SimpleNamespace:
             x = torch.relu(self.fc2(x))
             return self.fc3(x)
 
-    return SimpleNamespace(MLP=MLP, CifarCNN=CifarCNN)
+    return SimpleNamespace(MLP=MLP, WideMLP=WideMLP, CifarCNN=CifarCNN)
 
 
 def __getattr__(name: str):
-    if name in ("MLP", "CifarCNN"):
+    if name in ("MLP", "WideMLP", "CifarCNN"):
         return getattr(_torch_models(), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -312,6 +330,14 @@ WORKLOADS: dict[str, TorchWorkload] = {
             model_fn=lambda: _torch_models().MLP(64, 64, 10),
             load_data=load_digits_data,
             default_config=TrainingConfig(lr=0.05, momentum=0.9, batch_size=32),
+        ),
+        TorchWorkload(
+            name="digits-wide",
+            description="scikit-learn 8x8 digits, pixels/16, MLP 64-3136-3136-10 (10.07 M parameters, 40 MB)",
+            num_classes=10,
+            model_fn=lambda: _torch_models().WideMLP(64, WIDE_HIDDEN, 10),
+            load_data=load_digits_data,
+            default_config=TrainingConfig(lr=0.01, momentum=0.9, batch_size=32),
         ),
         TorchWorkload(
             name="breast-cancer",
