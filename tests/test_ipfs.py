@@ -225,6 +225,58 @@ def test_malformed_cid_is_an_ipfs_error_not_a_crash(ipfs_client):
     assert not isinstance(info.value, IpfsTimeout)
 
 
+# --------------------------------------------------------------------------- blocks written directly
+
+
+@pytest.mark.parametrize("size", [0, 1, 262_144, 262_145, 174 * 262_144, 174 * 262_144 + 1])
+def test_file_cid_is_the_cid_the_nodes_importer_gives(ipfs_node, tmp_path, size):
+    """One raw block, a dag-pb root over raw leaves, and a two-level tree (175 leaves)."""
+    from fedledger.node.storage.unixfs import file_cid
+
+    path = tmp_path / "blob"
+    path.write_bytes(random_bytes(size, seed=size % 997))
+    with IpfsClient(ipfs_node.api_url, direct=False) as importer:
+        assert file_cid(path) == importer.add_file(path)
+
+
+def test_add_file_writes_the_blocks_into_a_local_node_which_then_serves_them(ipfs_pair, tmp_path):
+    import requests
+
+    a, b = ipfs_pair
+    path = tmp_path / "update.safetensors"
+    data = random_bytes(3 * 262_144 + 11, seed=31)
+    path.write_bytes(data)
+    with a.client() as ca, b.client() as cb:
+        assert ca.local_blocks() == a.repo_dir / "blocks"
+        before = _blocks(a)
+        cid = ca.add_file(path)
+        assert len(_blocks(a) - before) == 5  # four leaves and their root, written by this process
+        assert ca.is_pinned(cid)
+        assert cb.cat(cid, timeout=20) == data  # the node serves them to the swarm
+        assert requests.get(f"{a.gateway_url}/ipfs/{cid}", timeout=10).content == data
+        with IpfsClient(a.api_url, direct=False) as importer:
+            assert importer.add_file(path) == cid
+        assert len(_blocks(a) - before) == 5  # the importer found every block it would write
+
+
+def test_a_node_whose_store_is_not_on_this_disk_gets_its_files_through_its_api(ipfs_node, tmp_path, monkeypatch):
+    """A repo path that looks like a block store here but is not the node's: the probe block is not
+    found in it, so nothing is written there and `add_file` goes through the node's importer."""
+    fake = tmp_path / "repo"
+    (fake / "blocks").mkdir(parents=True)
+    (fake / "blocks" / "SHARDING").write_text("/repo/flatfs/shard/v1/next-to-last/2\n")
+    path = tmp_path / "blob"
+    path.write_bytes(random_bytes(300_000, seed=32))
+    with IpfsClient(ipfs_node.api_url) as client:
+        real_call = client._call
+        monkeypatch.setattr(client, "_call", lambda cmd, *a, **k: [{"RepoPath": str(fake)}] if cmd == "repo/stat"
+                            else real_call(cmd, *a, **k))
+        assert client.local_blocks() is None
+        cid = client.add_file(path)
+        assert client.is_pinned(cid)
+    assert [p.name for p in (fake / "blocks").iterdir()] == ["SHARDING"]
+
+
 # --------------------------------------------------------------------------- gateways
 
 
@@ -281,6 +333,40 @@ def test_a_gateway_serves_only_what_its_member_holds_and_never_fetches_for_calle
             assert requests.get(f"{b.gateway_url}{path}", timeout=10).status_code in (400, 404), path
         assert cb.cat(cid) == data  # the swarm would have found it: B now holds it, and serves it
         assert requests.get(f"{b.gateway_url}/ipfs/{cid}", timeout=10).content == data
+
+
+@pytest.mark.parametrize("size", [0, 1, 262_144, 262_145, 174 * 262_144 + 5])
+def test_a_gateway_streams_a_held_file_straight_from_its_blocks(ipfs_pair, size):
+    """One block, several, and a two-level tree (more than 174 leaves): the bytes added, served
+    from the block files by the gateway itself, not reassembled by js-ipfs."""
+    import requests
+
+    a, _ = ipfs_pair
+    data = random_bytes(size, seed=size % 1000)
+    with a.client() as ca:
+        cid = ca.add_bytes(data)
+    resp = requests.get(f"{a.gateway_url}/ipfs/{cid}", timeout=30)
+    assert resp.status_code == 200 and resp.headers["x-fedledger-gateway"] == "local-only, direct"
+    assert int(resp.headers["content-length"]) == size and resp.content == data
+
+
+def test_a_gateway_refuses_a_file_it_holds_only_in_part_and_asks_nobody_for_the_rest(ipfs_pair):
+    import requests
+
+    from fedledger.node.storage.blocks import flatfs_block_path
+
+    a, _ = ipfs_pair
+    data = random_bytes(600_000, seed=24)  # a root and three leaves
+    with a.client() as ca:
+        before = _blocks(a)
+        cid = ca.add_bytes(data)
+        root = flatfs_block_path(a.repo_dir, cid)
+        leaves = sorted((a.repo_dir / "blocks").rglob("*.data"))
+        leaf = next(p for p in leaves if p.name not in before and p != root)
+        leaf.unlink()
+        resp = requests.get(f"{a.gateway_url}/ipfs/{cid}", timeout=10)
+        assert resp.status_code == 404 and "does not hold the whole file" in resp.text
+        assert (ca._call("bitswap/wantlist")[0].get("Keys") or []) == []
 
 
 def test_dead_gateway_and_hostile_cid_are_storage_errors(gateway, tmp_path):

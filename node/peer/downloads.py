@@ -50,6 +50,10 @@ class Downloads:
         self.max_bytes = max_bytes
         self.fetch_timeout = fetch_timeout
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{name}-fetch")
+        # Pinning a parent in our own node is for the lineage, not for the round: it runs here, one
+        # at a time, off the path from a model's arrival to training on it.
+        self._pins = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-pin")
+        self._pinned: set[str] = set()
         self._fetches: dict[Path, Future] = {}
         self._lock = threading.Lock()
         self.gateways = {a.lower(): url for a, url in (gateways or {}).items()}
@@ -60,6 +64,7 @@ class Downloads:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pins.shutdown(wait=True, cancel_futures=False)  # a pin under way completes: the lineage stays held
         if self._gateway is not None:
             self._gateway.close()
 
@@ -103,11 +108,33 @@ class Downloads:
             return
         self.ipfs.pin_add(cid, timeout=self.fetch_timeout)
 
+    def keep_later(self, cid: str, path: Path) -> Future:
+        """`keep` in the background, once per CID; a failure is logged and tried again next time."""
+        with self._lock:
+            if cid in self._pinned:
+                done: Future = Future()
+                done.set_result(None)
+                return done
+            self._pinned.add(cid)
+
+        def pin() -> None:
+            try:
+                self.keep(cid, path)
+            except (StorageError, OSError) as exc:
+                with self._lock:
+                    self._pinned.discard(cid)
+                log.warning("%s: could not pin %s in its own IPFS node yet (%s); trying again when next needed",
+                            self.name, cid, exc)
+
+        return self._pins.submit(pin)
+
     def forget_old(self, keep: int = 256) -> None:
         """Drop the bookkeeping of older blobs: keep the newest `keep` entries only."""
         with self._lock:
             for cid in list(self._source_of)[:-keep]:
                 del self._source_of[cid]
+            if len(self._pinned) > 4 * keep:
+                self._pinned.clear()  # pinning again what is pinned costs one call
             self._not_in_own_node &= set(self._source_of)
 
     def _fetch_to(self, cid: str, sha: str, path: Path, source: str | None = None) -> Path:

@@ -519,10 +519,10 @@ class Peer:
     def _load_model(self, cid: str, sha: str, path: Path, pin: bool = True,
                     source: str | None = None) -> dict[str, np.ndarray]:
         """A model the chain vouches for: downloaded once (or joined if a prefetch is under way),
-        hash checked before it is parsed, and pinned once it is a parent we build on."""
+        hash checked before it is parsed, and pinned (in the background) once it is a parent we build on."""
         self.downloads.get(cid, sha, path, source=source).result()
         if pin:
-            self.downloads.keep(cid, path)
+            self.downloads.keep_later(cid, path)
         self._model_bytes = path.stat().st_size
         tensors, _ = read_model(path, sha, self.spec)
         return tensors

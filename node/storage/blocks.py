@@ -1,5 +1,5 @@
-"""IPFS repos on disk: the CID inside a block key, where a flatfs blockstore keeps a block, and
-copying a repo (blocks hard-linked) for a throwaway node. Both js-ipfs and Kubo lay blocks out the
+"""IPFS repos on disk: the CID inside a block key, where a flatfs blockstore keeps a block (and
+putting one there), and copying a repo (blocks hard-linked) for a throwaway node. Both js-ipfs and Kubo lay blocks out the
 same way (flatfs, next-to-last/2 sharding), so a run directory's repos can be read without a
 daemon and merged into one."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -52,6 +53,23 @@ def flatfs_block_path(repo: Path, cid: str) -> Path | None:
 
 
 FLATFS_SHARDING = "/repo/flatfs/shard/v1/next-to-last/2"
+
+
+def put_block(blocks: Path, multihash: bytes, data: bytes) -> None:
+    """Put one block into a flatfs store (`blocks`, next-to-last/2 sharding): written aside, then
+    renamed in, so the node never reads a partial block; a block already there is left alone."""
+    key = base64.b32encode(multihash).decode().rstrip("=")
+    path = blocks / key[-3:-1] / f"{key}.data"
+    if path.exists():
+        return
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(f".{key}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def is_flatfs(repo: Path) -> bool:

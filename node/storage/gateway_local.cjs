@@ -105,6 +105,147 @@ function refusal (url) {
   return null
 }
 
+// ------------------------------------------------------------------------------ fast reads
+//
+// js-ipfs's gateway reassembles a file block by block through its UnixFS exporter at about 35 MB/s
+// (one 40 MB model: 1.1 s; ten members reading it at once: 7 s). The bytes are already on disk, one
+// file per block: a file held whole is streamed here straight from those files, in order, at disk
+// and loopback speed (the same file: 0.12 s; ten readers: 1 s). A file is a raw block, or a dag-pb
+// UnixFS file node whose children are such files. A file not held whole (a block missing, another
+// codec, a directory) is refused like one not held at all; only sub-paths still go on to js-ipfs.
+// The reader checks the sha256 of the whole file against the chain either way.
+
+const RAW = 0x55
+const DAG_PB = 0x70
+const MAX_DEPTH = 8
+const MAX_BLOCKS = 1 << 20
+
+/** [field number, wire type, value, next offset] of the protobuf field at `at`. */
+function pbField (buf, at) {
+  const [tag, p] = varint(buf, at)
+  const field = tag >>> 3
+  const wire = tag & 7
+  if (wire === 0) {
+    // Sizes may pass 2^31: read the varint as a Number with multiplication, not bit shifts.
+    let value = 0
+    let scale = 1
+    let i = p
+    for (;;) {
+      const b = buf[i++]
+      if (b === undefined || scale > 2 ** 56) throw new Error('bad varint')
+      value += (b & 0x7f) * scale
+      if (!(b & 0x80)) return [field, wire, value, i]
+      scale *= 128
+    }
+  }
+  if (wire === 2) {
+    const [len, q] = varint(buf, p)
+    if (q + len > buf.length) throw new Error('truncated field')
+    return [field, wire, buf.subarray(q, q + len), q + len]
+  }
+  throw new Error(`unexpected protobuf wire type ${wire}`)
+}
+
+/** [codec, multihash] of a binary CID (v0: a bare sha2-256 multihash). */
+function cidParts (bytes) {
+  if (bytes[0] === 0x12 && bytes[1] === 0x20 && bytes.length === 34) return [DAG_PB, bytes]
+  let [version, at] = varint(bytes, 0)
+  if (version !== 1) throw new Error('unknown CID version')
+  let codec
+  ;[codec, at] = varint(bytes, at)
+  return [codec, bytes.subarray(at)]
+}
+
+function blockFile (multihash) {
+  const key = base32Encode(multihash)
+  return path.join(BLOCKS, key.slice(-3, -1), key + '.data')
+}
+
+/** The pieces of a file held whole, in order ({file, size} of a raw leaf block, or {data} inline
+ * in a dag-pb node), or null when any block is missing or not a plain UnixFS file. */
+function filePieces (codec, multihash, depth = 0, out = []) {
+  if (depth > MAX_DEPTH || out.length > MAX_BLOCKS) return null
+  const file = blockFile(multihash)
+  if (codec === RAW) {
+    let st
+    try { st = fs.statSync(file) } catch { return null }
+    out.push({ file, size: st.size })
+    return out
+  }
+  if (codec !== DAG_PB) return null
+  let node
+  try { node = fs.readFileSync(file) } catch { return null }
+  const links = []
+  let data = null
+  for (let at = 0; at < node.length;) {
+    const [field, wire, value, next] = pbField(node, at)
+    if (field === 2 && wire === 2) {
+      for (let p = 0; p < value.length;) {
+        const [f, w, v, n] = pbField(value, p)
+        if (f === 1 && w === 2) links.push(v)
+        p = n
+      }
+    } else if (field === 1 && wire === 2) {
+      data = value
+    }
+    at = next
+  }
+  if (data === null) return null
+  let type = null
+  let inline = null
+  for (let at = 0; at < data.length;) {
+    const [field, wire, value, next] = pbField(data, at)
+    if (field === 1 && wire === 0) type = value
+    if (field === 2 && wire === 2) inline = value
+    at = next
+  }
+  if (type !== 2 && type !== 0) return null // UnixFS File or Raw only
+  if (inline && inline.length) out.push({ data: Buffer.from(inline), size: inline.length })
+  for (const link of links) {
+    const [c, mh] = cidParts(link)
+    if (filePieces(c, mh, depth + 1, out) === null) return null
+  }
+  return out
+}
+
+/** The pieces of /ipfs/CID; null when it is not held whole; undefined for a sub-path, left to js-ipfs. */
+function fastPieces (url) {
+  const match = /^\/ipfs\/([A-Za-z0-9]+)(?:\?.*)?$/.exec(url)
+  if (!match) return undefined
+  try {
+    const cid = match[1]
+    if (cid.length === 46 && cid.startsWith('Qm')) return filePieces(DAG_PB, base58Decode(cid))
+    if (cid[0] !== 'b' && cid[0] !== 'B') return null
+    return filePieces(...cidParts(base32Decode(cid.slice(1))))
+  } catch {
+    return null
+  }
+}
+
+async function sendPieces (res, pieces) {
+  const total = pieces.reduce((n, p) => n + p.size, 0)
+  res.writeHead(200, {
+    'content-type': 'application/octet-stream',
+    'content-length': String(total),
+    'x-fedledger-gateway': 'local-only, direct'
+  })
+  // One block file (256 KiB) at a time into a buffer of its size: a read stream would allocate
+  // 64 KiB-1 MiB per read and cost the daemon about 20 ms of CPU per MB served.
+  for (const piece of pieces) {
+    if (res.destroyed) return
+    const buf = piece.data || await fs.promises.readFile(piece.file)
+    if (buf.length !== piece.size) throw new Error('a block changed size while being served')
+    if (!res.write(buf)) {
+      await new Promise(resolve => {
+        const done = () => { res.off('drain', done); res.off('close', done); resolve() }
+        res.on('drain', done)
+        res.on('close', done)
+      })
+    }
+  }
+  res.end()
+}
+
 if (BLOCKS) {
   const emit = http.Server.prototype.emit
   http.Server.prototype.emit = function (event, req, res, ...rest) {
@@ -116,9 +257,20 @@ if (BLOCKS) {
         res.end(refused[1])
         return true
       }
+      const pieces = req.method === 'GET' ? fastPieces(req.url) : undefined
+      if (pieces) {
+        sendPieces(res, pieces).catch(() => res.destroy())
+        return true
+      }
+      if (pieces === null) {
+        // The root is here but not every block: js-ipfs would ask the swarm for the rest.
+        res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'x-fedledger-gateway': 'local-only' })
+        res.end('this member does not hold the whole file: this gateway never fetches on behalf of its callers\n')
+        return true
+      }
     }
     return emit.call(this, event, req, res, ...rest)
   }
 }
 
-module.exports = { refusal, multihashOf, base32Encode }
+module.exports = { refusal, multihashOf, base32Encode, filePieces, fastPieces }

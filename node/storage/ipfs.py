@@ -30,6 +30,8 @@ from typing import Any, BinaryIO
 import httpx
 
 from ..errors import StorageError
+from .blocks import flatfs_block_path, is_flatfs, put_block
+from .unixfs import file_cid
 
 CHUNK = 1 << 20
 
@@ -230,10 +232,13 @@ class IpfsClient:
     When not given, `cat_to_file` allows `timeout + max_bytes / min_rate` seconds.
     """
 
-    def __init__(self, api_url: str, timeout: float = 30.0, min_rate: float = 1_000_000.0):
+    def __init__(self, api_url: str, timeout: float = 30.0, min_rate: float = 1_000_000.0, *, direct: bool = True):
         self.api_url = api_url.rstrip("/")
         self.timeout = float(timeout)
         self.min_rate = float(min_rate)
+        #: Write added files' blocks straight into the node's block store when it is on this disk
+        #: (`add_file`); None until probed, then the blocks directory or False.
+        self._blocks: Path | bool | None = None if direct else False
         self._http = httpx.Client(
             base_url=self.api_url + "/api/v0",
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
@@ -348,10 +353,43 @@ class IpfsClient:
         return self._add(_Multipart(bytes(data), len(data)))
 
     def add_file(self, path: str | os.PathLike[str]) -> str:
-        """Store a file streamed from disk, pin it and return its CID (v1, base32)."""
+        """Store a file streamed from disk, pin it and return its CID (v1, base32).
+
+        When the node's block store is on this machine's disk (`local_blocks`), the blocks are
+        written there directly and the root pinned (unixfs.py): the same CID and blocks as `add`,
+        without the node's importer (0.3 s of CPU for 40 MB). Should that fail, the file is added."""
+        blocks = self.local_blocks()
+        if blocks is not None:
+            try:
+                cid = file_cid(path, sink=lambda mh, data: put_block(blocks, mh, data))
+                self.pin_add(cid, timeout=self.timeout)
+                return cid
+            except (OSError, StorageError):
+                pass  # the importer has the final word
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             return self._add(_Multipart(f, size, filename=Path(path).name or "blob"))
+
+    def local_blocks(self) -> Path | None:
+        """The node's flatfs block directory if this process can write into it, else None.
+
+        Probed once: the node names its repo (`repo/stat`), a random probe is added through the API
+        and must then be found as a block file under that path, so a node elsewhere with a repo at
+        the same path is never mistaken for this one. The probe is unpinned again."""
+        if self._blocks is None:
+            self._blocks = False
+            try:
+                repo = Path(str(self._call("repo/stat")[0].get("RepoPath") or ""))
+                probe = secrets.token_bytes(32)
+                cid = self.add_bytes(probe)
+                found = flatfs_block_path(repo, cid)
+                if is_flatfs(repo) and found is not None and found.is_file() and found.read_bytes() == probe \
+                        and os.access(found.parent.parent, os.W_OK):
+                    self._blocks = repo / "blocks"
+                self.pin_rm(cid)
+            except (StorageError, OSError, ValueError, KeyError, IndexError):
+                pass
+        return self._blocks or None
 
     def _cat_stream(self, cid: str, seconds: float, length: int | None) -> Iterator[bytes]:
         query = [("arg", cid), ("timeout", _duration(seconds))]
