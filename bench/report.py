@@ -106,6 +106,45 @@ def round_overhead(d: dict) -> str:
     return "\n".join(out)
 
 
+def big_model(d: dict) -> str:
+    t = d["task"]
+    f = d["summary"].get("fedledger", {})
+    fs = d["summary"].get("flower-simulation", {})
+    fl = d.get("floor") or {}
+    cp = d.get("critical_path_seconds_per_round") or {}
+    out = [f"{t['organisations']} organisations, {t['rounds']} rounds, {t['workload']} ({t['model']}: "
+           f"{d['parameters']:,} parameters, a {fmt(d['model_bytes'] / 1e6, 1)} MB model file), {t['partition']} "
+           f"seed {t['seed']}, {t['optimizer']}, 1 local epoch, {t['rule']}, {t['verifiers']} verifiers. fedledger "
+           "and Flower's simulation runtime ran one after the other in one invocation, with the same training "
+           "code and seeds.", "",
+           table(["system", "s/round, steady (rounds 2-R)", "median", "slowest training (s)", "fedledger time / this",
+                  "final accuracy"],
+                 [["fedledger", fmt(f.get("seconds_per_round"), 2), fmt(f.get("seconds_per_round_median"), 2),
+                   fmt(f.get("slowest_training_seconds_per_round"), 2), "1", fmt(f.get("final_accuracy"), 4)]]
+                 + ([["Flower simulation", fmt(fs["seconds_per_round"], 2), fmt(fs["seconds_per_round_median"], 2),
+                      fmt(fs["slowest_training_seconds_per_round"], 2), fmt(d.get("ratio_vs_flower_simulation"), 3),
+                      fmt(fs["final_accuracy"], 4)]] if fs else []), "lrrrrr")]
+    if fl:
+        out += ["", f"The physical floor of a steady round is {fmt(fl['seconds_per_round'], 2)} s: the slowest member's "
+                f"training ({fmt(fl['training'], 2)} s, ten trainings sharing the cores), the critical path's "
+                f"transactions ({fmt(fl['transactions'], 3)} s) and {fmt(fl['bytes'] / 1e6, 0)} MB moved and hashed "
+                f"once at this machine's loopback ({d['machine']['loopback_mb_per_s']:,} MB/s) and SHA-256 "
+                f"({d['machine']['sha256_mb_per_s']:,} MB/s) bandwidth ({fmt(fl['bytes_seconds'], 2)} s). fedledger's "
+                f"round is {fmt(d.get('ratio_vs_floor'), 2)} times that floor; its critical path: training "
+                f"{fmt(cp.get('train'), 2)} s, transfers {fmt(cp.get('transfers'), 2)} s, transactions "
+                f"{fmt(cp.get('transactions'), 3)} s, aggregation and recomputation {fmt(cp.get('aggregate'), 2)} s, "
+                f"waiting {fmt(d.get('waiting_seconds_per_round'), 2)} s."]
+    cpu = f.get("cpu_seconds_per_round") or {}
+    if cpu:
+        out += ["", "CPU seconds per steady round, by kind of process: " + ", ".join(
+            f"{role} {fmt(v, 2)}" for role, v in cpu.items() if role != "total") + f" (total {fmt(cpu['total'], 2)})."]
+    out += ["", f"Peak memory of one node process: {fmt(d.get('peak_node_rss_mb'), 0)} MB RSS; of one js-ipfs node: "
+            f"{fmt(d.get('peak_ipfs_rss_mb'), 0)} MB."]
+    for system, why in (d.get("failed") or {}).items():
+        out += ["", f"**{system} did not complete:** {why}"]
+    return "\n".join(out)
+
+
 def _single_attempt(row: dict) -> tuple[float | None, int]:
     """(mean seconds of steady rounds finalized by their first leader, rounds with a failover)."""
     rounds = row.get("rounds") or []
@@ -252,6 +291,7 @@ def storage(d: dict) -> str:
 
 SECTIONS: list[tuple[str, str, str, Callable[[Any], str]]] = [
     ("round_overhead", "Round overhead against Flower", ".venv/bin/python bench/round_overhead.py", round_overhead),
+    ("big_model", "A 40 MB model against Flower", ".venv/bin/python bench/big_model.py", big_model),
     ("scale", "Scale: 2 to 50 organisations on one machine", ".venv/bin/python bench/scale.py", scale),
     ("gas", "Gas per round against the number of members", ".venv/bin/python bench/gas.py", gas),
     ("faults", "Failover and attacks", ".venv/bin/python bench/faults.py", faults),
@@ -297,7 +337,7 @@ def build(results: Path) -> str:
 
 
 #: The summary's sections the README embeds in its `summary` block.
-README_SECTIONS = ("Round overhead against Flower", "Scale:")
+README_SECTIONS = ("Round overhead against Flower", "A 40 MB model", "Scale:")
 
 #: Every file with generated blocks, and the blocks it must carry (a block whose markers were
 #: deleted would otherwise stop being checked).

@@ -66,7 +66,8 @@ def classify(proc: psutil.Process, cmd: list[str]) -> tuple[str, str]:
     joined = " ".join(cmd)
     if "fedledger.node.cli" in joined and "--config" in cmd:
         return "node", Path(cmd[cmd.index("--config") + 1]).parent.name
-    if any(a.endswith("ipfs/src/cli.js") for a in cmd):
+    # js-ipfs renames its process to "ipfs" once started.
+    if any(a.endswith("ipfs/src/cli.js") for a in cmd) or (cmd and cmd[0] == "ipfs"):
         try:
             return "ipfs", Path(proc.environ().get("IPFS_PATH", str(proc.pid))).name
         except psutil.Error:
@@ -107,6 +108,10 @@ class MemorySampler(threading.Thread):
         self.base_used = psutil.virtual_memory().used
         self.peak_used = self.base_used
         self.samples = 0
+        # CPU seconds (user + system) by role: the last reading of every process seen, so processes
+        # that have exited still count; `timeline` holds (wall time, {role: cumulative seconds}).
+        self._cpu: dict[int, tuple[str, float]] = {}
+        self.timeline: list[tuple[float, dict[str, float]]] = []
 
     def run(self) -> None:
         me = psutil.Process()
@@ -125,6 +130,8 @@ class MemorySampler(threading.Thread):
                         rss = p.memory_info().rss
                         role, key = classify(p, cmd)
                     pss = p.memory_full_info().pss if with_pss else 0
+                    times = p.cpu_times()
+                    self._cpu[p.pid] = (role, times.user + times.system)
                 except psutil.Error:
                     continue
                 k = (role, key, p.pid)
@@ -142,6 +149,10 @@ class MemorySampler(threading.Thread):
                     self.role_pss_sum_peak[role] = max(self.role_pss_sum_peak[role], s)
                 self.peak_pss_total = max(self.peak_pss_total, sum(pss_sums.values()))
             self.peak_used = max(self.peak_used, psutil.virtual_memory().used)
+            cpu: dict[str, float] = defaultdict(float)
+            for role, seconds in self._cpu.values():
+                cpu[role] += seconds
+            self.timeline.append((time.time(), dict(cpu)))
             self.samples += 1
             self._stop_evt.wait(self.interval)
 
@@ -149,6 +160,14 @@ class MemorySampler(threading.Thread):
         self._stop_evt.set()
         self.join(timeout=10)
         return self.summary()
+
+    def cpu_between(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds each role spent between two wall times (the nearest samples)."""
+        if not self.timeline:
+            return {}
+        first = min(self.timeline, key=lambda x: abs(x[0] - start))[1]
+        last = min(self.timeline, key=lambda x: abs(x[0] - end))[1]
+        return {role: round(last.get(role, 0.0) - first.get(role, 0.0), 2) for role in sorted(last)}
 
     def summary(self) -> dict:
         by_role: dict[str, dict[str, int]] = defaultdict(dict)
@@ -230,6 +249,14 @@ def run_fedledger(orgs: int, rounds: int, out: Path, *, seed: int = 0, verifiers
     finally:
         memory = sampler.stop()
     metrics = _metrics(Path(out))
+    # Where the CPU of the steady rounds went: from round 1's last attestation to the last round's.
+    ends = {r: max((e["time"] for e in evs if e["event"] == "attested"), default=None) for r, evs in metrics.items()}
+    steady = [r["round"] for r in report["rounds"]][1:]
+    cpu = {}
+    if steady and ends.get(steady[0] - 1) and ends.get(steady[-1]):
+        spent = sampler.cpu_between(ends[steady[0] - 1], ends[steady[-1]])
+        cpu = {role: round(v / len(steady), 3) for role, v in spent.items()}
+        cpu["total"] = round(sum(spent.values()) / len(steady), 3)
     rows = []
     for r in report["rounds"]:
         s = r["seconds"]
@@ -245,7 +272,7 @@ def run_fedledger(orgs: int, rounds: int, out: Path, *, seed: int = 0, verifiers
         })
     return {"system": "fedledger", "orgs": orgs, "rounds": rows, "final_accuracy": report["final_accuracy"],
             "centralized_accuracy": report["centralized_accuracy"], "wall_seconds": round(time.time() - t0, 2),
-            "run_dir": str(out), "memory": memory,
+            "run_dir": str(out), "memory": memory, "cpu_seconds_per_steady_round": cpu,
             "settings": {"workload": workload, "verifiers": verifiers, "quorum": verifiers, "partition": partition,
                          "seed": seed,
                          "ipfs_nodes": orgs, "node_processes": orgs, "new_blocks": "pushed (eth_subscribe)",
@@ -312,6 +339,7 @@ def summarize(run: dict) -> dict:
         out["round_vs_floor_single_attempt"] = (round(out["seconds_per_round_single_attempt"] / cpc, 2)
                                                 if cpc else None)
         out["gas_per_round"] = round(statistics.fmean([r["gas_used"] for r in steady]))
+        out["cpu_seconds_per_round"] = run.get("cpu_seconds_per_steady_round", {})
     return out
 
 
@@ -342,6 +370,8 @@ def build(runs: dict[str, dict], args) -> dict:
                              "leader fetch+aggregate+upload+publish tx, slower verifier fetch+recompute+attest tx)",
             "waiting": "round wall time minus the critical-path work: noticing each new block, reading the round, "
                        "scheduling",
+            "cpu_seconds_per_round": "CPU seconds (user + system) of each kind of process per steady round, from "
+                                     "round 1's last attestation to the last round's (psutil, sampled every 0.5 s)",
         },
         "quick": bool(args.quick),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
