@@ -19,7 +19,7 @@ The physical floor of a steady round, for N members and a model of M bytes:
 so `ratio_vs_floor` says how much of a round is neither training, nor the chain, nor bytes that
 must move. Peak memory per node process (RSS) is sampled every 0.5 s.
 
-Writes bench/results/big_model.json; run dirs go under --out.
+Writes bench/results/big_model.json; run dirs go under --out and are deleted afterwards unless --keep.
 
     .venv/bin/python bench/big_model.py [--orgs 10] [--rounds 6] [--only fedledger,flower-simulation]
     .venv/bin/python bench/big_model.py --quick     # 3 organisations, 2 rounds: a smoke run
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import socket
 import sys
 import threading
@@ -122,13 +123,16 @@ def floor(summary: dict, orgs: int, model: int, loopback: float, hashing: float)
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--orgs", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--orgs", type=int, default=10, help="organisations (Flower: clients) (default: 10)")
+    ap.add_argument("--rounds", type=int, default=6, help="rounds; round 1 is start-up, 2..R are measured (default: 6)")
+    ap.add_argument("--seed", type=int, default=0, help="genesis, partition and training seed (default: 0)")
     ap.add_argument("--only", default=",".join(SYSTEMS), help=f"comma-separated subset of {','.join(SYSTEMS)}")
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 organisations, 2 rounds; results go to the "
                                                          "run directory, not bench/results")
-    ap.add_argument("--out", default="runs/bench-big-model")
+    ap.add_argument("--out", default="runs/bench-big-model", help="where run directories go (default: %(default)s)")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the run directories (about 13 GB for 10 organisations and 6 rounds: every member keeps "
+                         "every model it handled); by default they are deleted once the results are written")
     args = ap.parse_args()
     only = [s for s in args.only.split(",") if s]
     unknown = set(only) - set(SYSTEMS)
@@ -210,6 +214,10 @@ def main() -> int:
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "big_model.json").write_text(json.dumps(doc, indent=2) + "\n")
     say(f"wrote {dest / 'big_model.json'}")
+    if not args.keep:
+        for system in SYSTEMS:
+            shutil.rmtree(base / system, ignore_errors=True)
+        say(f"deleted the run directories under {base} (--keep keeps them)")
     return 0 if not failed else 1
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+from statistics import median
 from pathlib import Path
 from typing import Any, Callable
 
@@ -437,3 +438,17 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "faults": faults_block,
     "learning": learning_block,
 }
+
+
+def repeats_line(doc: dict) -> list[str]:
+    """With --repeat: each system's steady seconds per round in every run, and which run the tables show."""
+    reps = {k: v for k, v in (doc.get("repeats") or {}).items() if len(v) > 1}
+    if not reps:
+        return []
+    names = {"fedledger": "fedledger", "flower-simulation": "Flower simulation"}
+    parts = [f"{names.get(k, k)} {', '.join(f'{x:.3f}' for x in v)} s (median {median(v):.3f})"
+             for k, v in reps.items()]
+    each = doc.get("ratio_vs_flower_simulation_each_run")
+    return ["", f"{len(next(iter(reps.values())))} runs, alternating, steady seconds per round: " + "; ".join(parts)
+            + (f"; fedledger / Flower simulation, run by run: {', '.join(f'{x:.3f}' for x in each)}" if each else "")
+            + ". The tables show each system's median run."]

@@ -58,6 +58,7 @@ def round_overhead(d: dict) -> str:
            table(["system", "s/round, steady (rounds 2-R)", "s/round, all rounds", "round 1 (s)",
                   "slowest training (s)", "overhead/round (s)", "training share", "fedledger time / this",
                   "final accuracy"], rows, "lrrrrrrrr")]
+    out += figures.repeats_line(d)
     if f and f.get("rounds_with_failover"):
         fd = s.get("flower-deployment")
         fs = s.get("flower-simulation")

@@ -47,6 +47,7 @@ sys.path.insert(0, str(BENCH / "flower_app"))
 from launch import run_flower  # noqa: E402
 
 sys.path.insert(0, str(BENCH))
+from figures import repeats_line  # noqa: E402
 from provenance import commit  # noqa: E402
 
 MB = 1024 * 1024
@@ -364,6 +365,8 @@ def build(runs: dict[str, dict], args) -> dict:
                                              "process start-up; Flower simulation's includes Ray start-up)",
             "coordination_overhead": "round wall time minus the slowest member's training time (TorchTrainer.fit)",
             "ratio_vs_X": "fedledger seconds per round / X seconds per round (below 1: fedledger is faster)",
+            "repeats": "with --repeat N: every run's steady seconds per round; the summary and tables are each "
+                       "system's median run (by steady seconds per round)",
             "single_attempt": "steady rounds finalized by their first leader (a failed attempt waits out a phase "
                               "window before the next candidate leads: failover, reported apart)",
             "critical_path": "fedledger work on the round's critical path (slowest member fetch+train+upload+submit tx, "
@@ -432,6 +435,7 @@ def markdown(doc: dict) -> str:
         lines.append(f"| {names[key]} | {x['seconds_per_round']:.3f} | {x['seconds_per_round_incl_round1']:.3f} | "
                      f"{x['first_round_seconds']:.2f} | {x['slowest_training_seconds_per_round']:.3f} | "
                      f"{x['overhead_seconds_per_round']:.3f} | {rel} | {x['final_accuracy']:.4f} |")
+    lines += repeats_line(doc)
     if f and f["rounds_with_failover"]:
         lines += ["", f"fedledger rounds {f['rounds_with_failover']} needed a second attempt (failover); steady rounds "
                   f"finalized by their first leader took {f['seconds_per_round_single_attempt']:.3f} s on average, "
@@ -467,6 +471,10 @@ def main() -> int:
     ap.add_argument("--only", default=",".join(SYSTEMS), help=f"comma-separated subset of {','.join(SYSTEMS)}")
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 organisations, 2 rounds; results go to the "
                                                          "run directory, not bench/results")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run fedledger and Flower simulation N times each, alternating, and report the run with "
+                         "the median steady round of each (Flower deployment runs once); the JSON keeps every run's "
+                         "seconds per round under `repeats`")
     ap.add_argument("--out", default="runs/bench-round-overhead")
     ap.add_argument("--rebuild", type=Path, metavar="JSON",
                     help="recompute summary and ratios from the runs recorded in an earlier round_overhead.json "
@@ -491,32 +499,44 @@ def main() -> int:
     unknown = set(only) - set(SYSTEMS)
     if unknown:
         ap.error(f"--only: unknown {sorted(unknown)}; choose from {', '.join(SYSTEMS)}")
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     base = Path(args.out).resolve() / time.strftime("%Y%m%d-%H%M%S")
-    runs: dict[str, dict] = {}
+    every: dict[str, list[dict]] = defaultdict(list)
     failed: dict[str, str] = {}
-    for system in SYSTEMS:
-        if system not in only:
-            continue
-        say(f"== {system}: {args.orgs} clients, {args.rounds} rounds -> {base / system}")
-        try:
-            if system == "fedledger":
-                runs[system] = run_fedledger(args.orgs, args.rounds, base / system, seed=args.seed)
-            else:
-                runs[system] = run_flower_measured(system.split("-")[1], args.orgs, args.rounds, base / system,
-                                                   seed=args.seed)
-        except Exception as exc:  # record it, and still measure the other systems
-            traceback.print_exc(file=sys.stderr)
-            failed[system] = f"{type(exc).__name__}: {exc}"[:600]
-            say(f"{system} failed: {exc}")
-            continue
-        x = summarize(runs[system])
-        say(f"{system}: {x['seconds_per_round']} s/round steady, {x['seconds_per_round_incl_round1']} s/round "
-            f"incl. round 1, final accuracy {x['final_accuracy']}")
+    for rep in range(args.repeat):
+        for system in SYSTEMS:
+            if system not in only or (rep and system == "flower-deployment") or system in failed:
+                continue
+            out = base / (system if args.repeat == 1 else f"{system}-{rep + 1}")
+            say(f"== {system}{f' (run {rep + 1} of {args.repeat})' if args.repeat > 1 else ''}: {args.orgs} clients, "
+                f"{args.rounds} rounds -> {out}")
+            try:
+                if system == "fedledger":
+                    every[system].append(run_fedledger(args.orgs, args.rounds, out, seed=args.seed))
+                else:
+                    every[system].append(run_flower_measured(system.split("-")[1], args.orgs, args.rounds, out,
+                                                             seed=args.seed))
+            except Exception as exc:  # record it, and still measure the other systems
+                traceback.print_exc(file=sys.stderr)
+                failed[system] = f"{type(exc).__name__}: {exc}"[:600]
+                say(f"{system} failed: {exc}")
+                continue
+            x = summarize(every[system][-1])
+            say(f"{system}: {x['seconds_per_round']} s/round steady, {x['seconds_per_round_incl_round1']} s/round "
+                f"incl. round 1, final accuracy {x['final_accuracy']}")
+    # Each system's run with the median steady round stands for it (the tables' every number).
+    runs = {system: sorted(rs, key=lambda r: summarize(r)["seconds_per_round"])[(len(rs) - 1) // 2]
+            for system, rs in every.items() if rs and system not in failed}
     if not runs:
         say("no system completed; nothing written")
         return 2
     doc = build(runs, args)
     doc["failed"] = failed
+    doc["repeats"] = {system: [summarize(r)["seconds_per_round"] for r in rs] for system, rs in every.items()}
+    if len(doc["repeats"].get("fedledger", [])) > 1 and len(doc["repeats"].get("flower-simulation", [])) > 1:
+        f_runs, s_runs = doc["repeats"]["fedledger"], doc["repeats"]["flower-simulation"]
+        doc["ratio_vs_flower_simulation_each_run"] = [ratio(a, b) for a, b in zip(f_runs, s_runs)]
     md = markdown(doc)
     print(md)
     write_results("round_overhead", doc, md, base if args.quick else RESULTS)

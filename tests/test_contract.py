@@ -879,6 +879,38 @@ def test_events_filter_by_name_task_and_round_on_the_chain_node(ledger):
     assert [e.name for e in mixed] == ["UpdateSubmitted", "UpdateSubmitted"]
 
 
+def test_a_head_watcher_told_its_events_wakes_only_for_blocks_that_may_hold_them(ledger):
+    """A member that acts on TaskCreated is not woken by an empty block, nor by a block whose
+    bloom cannot hold that event; the block creating a task wakes it, and its bloom holds the
+    event's topic and the contract's address."""
+    from eth_utils import to_bytes
+
+    from fedledger.node.chain.heads import HeadWatcher, bloom_bits, may_hold
+    from fedledger.node.procs import wait_until
+
+    topic = ledger.admin.event_topics()["TaskCreated"]
+    watcher = HeadWatcher(ledger.rpc_url.replace("http://", "ws://"))
+    try:
+        wait_until(lambda: watcher.connected, 10, what="the newHeads subscription")
+        watcher.watch([topic])
+        watcher.wait(0)
+        ledger.advance(1)  # an empty block: its bloom is zero
+        assert not watcher.wait(1.0)
+        ledger.admin.add_member(ledger.accounts[1].address, "org1")  # events, but not TaskCreated's
+        bloom = int(ledger.w3.eth.get_block("latest")["logsBloom"].hex(), 16)
+        assert bloom and not may_hold(bloom, bloom_bits(topic))
+        assert not watcher.wait(1.0)
+        ledger.admin.create_task(config())
+        assert watcher.wait(5), "no wake-up for the block that created a task"
+        bloom = int(ledger.w3.eth.get_block("latest")["logsBloom"].hex(), 16)
+        assert may_hold(bloom, bloom_bits(topic)) and may_hold(bloom, bloom_bits(to_bytes(hexstr=ledger.address)))
+        watcher.watch(None)
+        ledger.advance(1)
+        assert watcher.wait(5), "told nothing, it wakes for every block again"
+    finally:
+        watcher.close()
+
+
 def test_head_watcher_wakes_on_every_new_block_and_a_dead_endpoint_leaves_polling_in_charge(ledger):
     from fedledger.node.chain.heads import HeadWatcher
     from fedledger.node.errors import ChainError

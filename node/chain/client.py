@@ -344,6 +344,10 @@ class ChainClient:
     def round_info(self, task: int, round_: int) -> RoundInfo:
         return self._round_info(self._view("roundInfo", task, round_))
 
+    def event_topics(self) -> dict[str, bytes]:
+        """Topic 0 of each of the contract's events, by event name."""
+        return {name: topic for topic, name in self._event_by_topic.items()}
+
     def member_view(self, task: int, member: str) -> MemberView:
         """One call for what a node reads on every new block: the task state, its current
         round, whether `member` submitted to it and whether it verifies the current attempt."""

@@ -108,6 +108,11 @@ class Peer:
         self._seen_updates: dict[int, dict[str, UpdateRecord]] = {}
         self._pruned_below = 1
         self.training_round = 0
+        if heads is not None:
+            # Another member's submission changes nothing this member acts on (the one that fills
+            # the round also closes it, with events of its own), unless it prefetches updates.
+            heads.watch([t for name, t in chain.event_topics().items()
+                         if name != "UpdateSubmitted" or self.prefetch_max_bytes > 0])
         self._where: tuple = ()  # (round, phase, epoch, attempt) last logged
 
     # ------------------------------------------------------------------ loop
