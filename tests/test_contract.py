@@ -888,7 +888,7 @@ def test_a_head_watcher_told_its_events_wakes_only_for_blocks_that_may_hold_them
     from fedledger.node.chain.heads import HeadWatcher, bloom_bits, may_hold
     from fedledger.node.procs import wait_until
 
-    topic = ledger.admin.event_topics()["TaskCreated"]
+    topic = ledger.admin.event_topics["TaskCreated"]
     watcher = HeadWatcher(ledger.rpc_url.replace("http://", "ws://"))
     try:
         wait_until(lambda: watcher.connected, 10, what="the newHeads subscription")

@@ -292,8 +292,8 @@ def test_split_fedcurv_separates_model_and_terms_and_rejects_malformed_terms():
 
 
 def test_registry_lists_the_built_in_workloads_and_unknown_names_say_which_exist():
-    assert set(WORKLOADS) == {"digits-mlp", "breast-cancer", "cifar10-cnn"}
-    with pytest.raises(ValueError, match="digits-mlp, breast-cancer, cifar10-cnn"):
+    assert set(WORKLOADS) == {"digits-mlp", "digits-wide", "breast-cancer", "cifar10-cnn"}
+    with pytest.raises(ValueError, match="digits-mlp, digits-wide, breast-cancer, cifar10-cnn"):
         get_workload("mnist")
 
 

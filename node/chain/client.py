@@ -116,17 +116,17 @@ class ChainClient:
         self._member_view_outputs = [_abi_type(o) for o in view["outputs"]]
         self.address = to_checksum_address(address) if address else None
         self.contract = self.w3.eth.contract(address=self.address, abi=self.artifact.abi) if address else None
-        self._event_by_topic = {}
+        self._event_by_topic, self.event_topics = {}, {}  # topic 0 -> event name, and back
         self._event_layout: dict[str, list[tuple[str, str, bool]] | None] = {}
         self._indexed: dict[str, list[str]] = {}  # event name -> its indexed arguments, in order
         for item in self.artifact.abi:
             if item["type"] == "event":
                 sig = f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
                 self._event_by_topic[keccak(text=sig)] = item["name"]
+                self.event_topics[item["name"]] = keccak(text=sig)
                 self._indexed[item["name"]] = [i["name"] for i in item["inputs"] if i.get("indexed")]
-                # Events without structs are decoded here with eth_abi: web3's process_log took a
-                # sixth of a leader's CPU. Indexed arguments of FedLedger's events are all static.
-                # Indexed arguments first, as web3 gives them.
+                # Events without structs are decoded here with eth_abi: web3's process_log took a sixth
+                # of a leader's CPU. Indexed arguments (all static) first, as web3 gives them.
                 flat = not any(i["type"].startswith("tuple") for i in item["inputs"])
                 inputs = sorted(item["inputs"], key=lambda i: not i.get("indexed"))
                 self._event_layout[item["name"]] = [(i["name"], _abi_type(i), bool(i.get("indexed")))
@@ -343,10 +343,6 @@ class ChainClient:
 
     def round_info(self, task: int, round_: int) -> RoundInfo:
         return self._round_info(self._view("roundInfo", task, round_))
-
-    def event_topics(self) -> dict[str, bytes]:
-        """Topic 0 of each of the contract's events, by event name."""
-        return {name: topic for topic, name in self._event_by_topic.items()}
 
     def member_view(self, task: int, member: str) -> MemberView:
         """One call for what a node reads on every new block: the task state, its current

@@ -111,7 +111,7 @@ class Peer:
         if heads is not None:
             # Another member's submission changes nothing this member acts on (the one that fills
             # the round also closes it, with events of its own), unless it prefetches updates.
-            heads.watch([t for name, t in chain.event_topics().items()
+            heads.watch([t for name, t in chain.event_topics.items()
                          if name != "UpdateSubmitted" or self.prefetch_max_bytes > 0])
         self._where: tuple = ()  # (round, phase, epoch, attempt) last logged
 
