@@ -369,6 +369,30 @@ def test_a_gateway_refuses_a_file_it_holds_only_in_part_and_asks_nobody_for_the_
         assert (ca._call("bitswap/wantlist")[0].get("Keys") or []) == []
 
 
+def test_a_crafted_tree_of_too_many_blocks_is_refused_at_once_and_the_gateway_serves_on(ipfs_pair):
+    """A tree that reached a member's store (through the swarm, say) and names one leaf 70,000 times:
+    the walk stops at 65,536 blocks, the request is refused, and the next one is served."""
+    import time
+
+    import requests
+
+    from fedledger.node.storage.blocks import put_block
+    from fedledger.node.storage.unixfs import _leaf, _parent, cid_string
+
+    a, _ = ipfs_pair
+    blocks = a.repo_dir / "blocks"
+    leaf = _leaf(b"x" * 64, lambda mh, data: put_block(blocks, mh, data))
+    root = _parent([leaf] * 70_000, lambda mh, data: put_block(blocks, mh, data))
+    t0 = time.monotonic()
+    resp = requests.get(f"{a.gateway_url}/ipfs/{cid_string(root.cid)}", timeout=30)
+    assert resp.status_code == 404 and "does not hold the whole file" in resp.text
+    assert time.monotonic() - t0 < 10
+    data = random_bytes(300_000, seed=25)
+    with a.client() as ca:
+        cid = ca.add_bytes(data)
+    assert requests.get(f"{a.gateway_url}/ipfs/{cid}", timeout=10).content == data
+
+
 def test_dead_gateway_and_hostile_cid_are_storage_errors(gateway, tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(IpfsUnavailable):

@@ -1,7 +1,7 @@
 """IPFS repos on disk: the CID inside a block key, where a flatfs blockstore keeps a block (and
-putting one there), and copying a repo (blocks hard-linked) for a throwaway node. Both js-ipfs and Kubo lay blocks out the
-same way (flatfs, next-to-last/2 sharding), so a run directory's repos can be read without a
-daemon and merged into one."""
+putting one there), and copying a repo (blocks hard-linked) for a throwaway node. Both js-ipfs and
+Kubo lay blocks out the same way (flatfs, next-to-last/2 sharding), so a run directory's repos can
+be read without a daemon and merged into one."""
 
 from __future__ import annotations
 

@@ -117,8 +117,11 @@ function refusal (url) {
 
 const RAW = 0x55
 const DAG_PB = 0x70
+// A tree is walked synchronously, before any byte is sent: these bound what a crafted tree that
+// reached this node (through the swarm) can make the walk cost, per request. 65,536 blocks are
+// 16 GiB of 256 KiB leaves, far beyond any model; a deeper or larger tree is refused.
 const MAX_DEPTH = 8
-const MAX_BLOCKS = 1 << 20
+const MAX_BLOCKS = 1 << 16
 
 /** [field number, wire type, value, next offset] of the protobuf field at `at`. */
 function pbField (buf, at) {
