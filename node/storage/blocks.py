@@ -46,10 +46,13 @@ def _b58decode(text: str) -> bytes:
 def flatfs_block_path(repo: Path, cid: str) -> Path | None:
     """Where a flatfs blockstore (js-ipfs and Kubo, next-to-last/2 sharding) keeps a CID's block."""
     mh = cid_multihash(cid)
-    if not mh:
-        return None
-    key = base64.b32encode(mh).decode().rstrip("=")
-    return repo / "blocks" / key[-3:-1] / f"{key}.data"
+    return block_file(repo / "blocks", mh) if mh else None
+
+
+def block_file(blocks: Path, multihash: bytes) -> Path:
+    """The file of the block with this multihash in a flatfs store's `blocks` directory."""
+    key = base64.b32encode(multihash).decode().rstrip("=")
+    return blocks / key[-3:-1] / f"{key}.data"
 
 
 FLATFS_SHARDING = "/repo/flatfs/shard/v1/next-to-last/2"
@@ -58,12 +61,11 @@ FLATFS_SHARDING = "/repo/flatfs/shard/v1/next-to-last/2"
 def put_block(blocks: Path, multihash: bytes, data: bytes) -> None:
     """Put one block into a flatfs store (`blocks`, next-to-last/2 sharding): written aside, then
     renamed in, so the node never reads a partial block; a block already there is left alone."""
-    key = base64.b32encode(multihash).decode().rstrip("=")
-    path = blocks / key[-3:-1] / f"{key}.data"
+    path = block_file(blocks, multihash)
     if path.exists():
         return
     path.parent.mkdir(exist_ok=True)
-    tmp = path.with_name(f".{key}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.part")
     try:
         with open(tmp, "wb") as f:
             f.write(data)

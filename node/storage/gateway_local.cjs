@@ -92,13 +92,12 @@ function multihashOf (cid) {
 function refusal (url) {
   const match = /^\/ipfs\/([A-Za-z0-9]+)(?:[/?#]|$)/.exec(url)
   if (!match) return [404, 'this gateway serves /ipfs/CID of what its member holds, nothing else\n']
-  let key
+  let file
   try {
-    key = base32Encode(multihashOf(match[1]))
+    file = blockFile(multihashOf(match[1]))
   } catch (err) {
     return [400, `not a CID this gateway serves: ${err.message}\n`]
   }
-  const file = path.join(BLOCKS, key.slice(-3, -1), key + '.data')
   if (!fs.existsSync(file)) {
     return [404, `${match[1]} is not held by this member: this gateway never fetches on behalf of its callers\n`]
   }
