@@ -31,7 +31,7 @@ import httpx
 
 from ..errors import StorageError
 from .blocks import flatfs_block_path, is_flatfs, put_block
-from .unixfs import file_cid
+from .unixfs import RAW, SHA2_256, cid_string, file_cid
 
 CHUNK = 1 << 20
 
@@ -118,11 +118,7 @@ def raw_cid(data: bytes) -> str:
 
     This is what `add` returns for such content; it lets tests and auditors check CIDs without
     any IPFS implementation, and name content that no node has."""
-    import base64
-
-    digest = hashlib.sha256(data).digest()
-    cid = bytes([0x01, 0x55, 0x12, 0x20]) + digest
-    return "b" + base64.b32encode(cid).decode().lower().rstrip("=")
+    return cid_string(bytes([0x01, RAW]) + SHA2_256 + hashlib.sha256(data).digest())
 
 
 def _duration(seconds: float) -> str:

@@ -9,7 +9,7 @@ every shape (one block, several, two levels) with a real node's `add`.
 Why here: adding a 40 MB model through js-ipfs's importer costs about 0.3 s of CPU per call, and
 every member adds its update and pins each parent model every round. A member whose IPFS node
 shares its disk writes the same blocks straight into the node's block store (flatfs: one file per
-block) and then pins the root, which makes the node walk and keep the tree (`IpfsClient.put_file`).
+block) and then pins the root, which makes the node walk and keep the tree (`IpfsClient.add_file`).
 
 The encodings are those of the dag-pb and UnixFS specifications: a PBNode is its links (field 2)
 then its data (field 1); a PBLink is Hash (1), Name (2, empty) and Tsize (3, the bytes of the
